@@ -1,0 +1,35 @@
+// Package mtalog turns MTA log lines (Postfix, Exim, Sendmail, OpenSMTPD)
+// into smtplog records. Line sources (files, followed files, syslog) yield
+// Lines; one subpackage per MTA parses a Line's message purely and
+// correlates lines by queue ID into records.
+package mtalog
+
+import (
+	"time"
+
+	"github.com/smtplog/smtplog/internal/record"
+)
+
+// Line is one log line with its syslog-style prefix split off.
+type Line struct {
+	Time    time.Time // from the prefix; year inferred where the prefix has none
+	Host    string    // the host that wrote the line
+	Program string    // e.g. "postfix/smtpd", "postfix/submission/smtpd", "exim", "sm-mta", "smtpd"
+	PID     int       // 0 when absent
+	Message string    // the text after "program[pid]: "
+	Raw     string    // the whole line as read, without its newline
+	Origin  string    // where it came from: a file name, "-", or a syslog peer
+}
+
+// Correlator turns the lines of one MTA into records, joining lines by queue
+// ID (or session ID). Implementations keep bounded state.
+type Correlator interface {
+	// Feed consumes one line and passes every record it completes to emit.
+	// It reports false when the line was not understood, so the caller can
+	// count it and keep it as unparsed.
+	Feed(l Line, emit func(*record.Record)) bool
+	// Flush emits what is still open: everything when before is zero,
+	// otherwise what has seen no line since before. Records flushed before
+	// their last expected line carry the flag "incomplete".
+	Flush(before time.Time, emit func(*record.Record))
+}
