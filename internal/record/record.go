@@ -167,6 +167,7 @@ type Delivery struct {
 type TranscriptLine struct {
 	TMS  float64 `json:"t_ms"`
 	Dir  string  `json:"dir"`
+	Leg  string  `json:"leg,omitempty"` // "upstream" for the relay's second leg; absent for the client leg
 	Line string  `json:"line"`
 }
 
