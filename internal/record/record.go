@@ -8,6 +8,7 @@
 package record
 
 import (
+	"crypto/rand"
 	"time"
 )
 
@@ -173,3 +174,22 @@ type TranscriptLine struct {
 
 // Ptr returns a pointer to s; handy for MailFrom.
 func Ptr(s string) *string { return &s }
+
+// NewID returns a new session ID: 26 characters of Crockford base32, the
+// first ten encoding the time in milliseconds so IDs sort by creation time,
+// the rest random (as ULIDs do).
+func NewID(now time.Time) string {
+	const alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+	var b [26]byte
+	ms := uint64(now.UnixMilli())
+	for i := 9; i >= 0; i-- {
+		b[i] = alphabet[ms&31]
+		ms >>= 5
+	}
+	var rnd [16]byte
+	_, _ = rand.Read(rnd[:]) // crypto/rand.Read never fails on supported platforms
+	for i := 10; i < 26; i++ {
+		b[i] = alphabet[rnd[i-10]&31]
+	}
+	return string(b[:])
+}

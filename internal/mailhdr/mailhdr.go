@@ -1,0 +1,172 @@
+// Package mailhdr extracts the header fields smtplog records (RFC 5322
+// Message-ID, Subject, From, To, Cc, Date, User-Agent/X-Mailer, Received)
+// from a message's bytes, decoding RFC 2047 encoded words. It is tolerant of
+// broken mail: a line without a colon is skipped, not fatal, because the
+// parser only observes and never changes what is relayed. Header size is
+// bounded.
+package mailhdr
+
+import (
+	"bytes"
+	"io"
+	"mime"
+	"net/mail"
+	"strings"
+
+	"golang.org/x/text/encoding/htmlindex"
+)
+
+// MaxHeaderBytes bounds the header block read (Postfix's header_size_limit
+// is 102400).
+const MaxHeaderBytes = 256 * 1024
+
+// maxFields bounds the number of header fields considered.
+const maxFields = 2000
+
+// Fields are the decoded header values of one message.
+type Fields struct {
+	MessageID string
+	Subject   string
+	From      string
+	To        []string
+	Cc        []string
+	Date      string
+	UserAgent string
+	Received  []string // newest first, as they appear
+	Truncated bool     // the header block exceeded MaxHeaderBytes or maxFields
+}
+
+// Field is one raw header field, unfolded.
+type Field struct {
+	Name  string
+	Value string
+}
+
+// Split returns the unfolded header fields of msg (up to the first empty
+// line), accepting CRLF or LF line ends.
+func Split(msg []byte) (fields []Field, truncated bool) {
+	if len(msg) > MaxHeaderBytes {
+		msg = msg[:MaxHeaderBytes]
+		truncated = true
+	}
+	for len(msg) > 0 {
+		i := bytes.IndexByte(msg, '\n')
+		var line []byte
+		if i < 0 {
+			line, msg = msg, nil
+		} else {
+			line, msg = msg[:i], msg[i+1:]
+		}
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 {
+			return fields, truncated
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if n := len(fields); n > 0 {
+				fields[n-1].Value += " " + strings.TrimSpace(string(line))
+			}
+			continue
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok || len(name) == 0 || bytes.ContainsAny(name, " \t") {
+			continue // not a header line; tolerated
+		}
+		if len(fields) >= maxFields {
+			return fields, true
+		}
+		fields = append(fields, Field{Name: string(name), Value: strings.TrimSpace(string(value))})
+	}
+	return fields, truncated
+}
+
+var decoder = &mime.WordDecoder{CharsetReader: charsetReader}
+
+func charsetReader(charset string, input io.Reader) (io.Reader, error) {
+	enc, err := htmlindex.Get(charset)
+	if err != nil {
+		return nil, err
+	}
+	return enc.NewDecoder().Reader(input), nil
+}
+
+// Decode decodes RFC 2047 encoded words; on error the raw text is kept.
+// Control characters that decoding produced (CR, LF, NUL...) become spaces.
+func Decode(s string) string {
+	if strings.Contains(s, "=?") {
+		if d, err := decoder.DecodeHeader(s); err == nil {
+			s = d
+		}
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// Parse extracts Fields from a message.
+func Parse(msg []byte) Fields {
+	raw, truncated := Split(msg)
+	f := Fields{Truncated: truncated}
+	for _, h := range raw {
+		switch strings.ToLower(h.Name) {
+		case "message-id":
+			if f.MessageID == "" {
+				f.MessageID = Decode(h.Value)
+			}
+		case "subject":
+			if f.Subject == "" {
+				f.Subject = Decode(h.Value)
+			}
+		case "from":
+			if f.From == "" {
+				f.From = decodeAddress(h.Value)
+			}
+		case "to":
+			f.To = append(f.To, decodeAddressList(h.Value)...)
+		case "cc":
+			f.Cc = append(f.Cc, decodeAddressList(h.Value)...)
+		case "date":
+			if f.Date == "" {
+				f.Date = Decode(h.Value)
+			}
+		case "user-agent", "x-mailer":
+			if f.UserAgent == "" {
+				f.UserAgent = Decode(h.Value)
+			}
+		case "received":
+			if len(f.Received) < 100 {
+				f.Received = append(f.Received, Decode(h.Value))
+			}
+		}
+	}
+	return f
+}
+
+func decodeAddress(v string) string {
+	if a, err := (&mail.AddressParser{WordDecoder: decoder}).Parse(v); err == nil {
+		return formatAddress(a)
+	}
+	return Decode(v)
+}
+
+func decodeAddressList(v string) []string {
+	if l, err := (&mail.AddressParser{WordDecoder: decoder}).ParseList(v); err == nil {
+		out := make([]string, 0, len(l))
+		for _, a := range l {
+			out = append(out, formatAddress(a))
+		}
+		return out
+	}
+	return []string{Decode(v)}
+}
+
+// formatAddress renders "Name <addr>" without RFC 2047 re-encoding, so the
+// record shows what a person reads.
+func formatAddress(a *mail.Address) string {
+	if a.Name == "" {
+		return a.Address
+	}
+	return Decode(a.Name) + " <" + a.Address + ">"
+}
