@@ -290,13 +290,21 @@ func (r *run) open(name string, at int64) (*source, error) {
 	if err != nil {
 		return nil, err
 	}
-	fi, err := fh.Stat()
+	s, err := r.source(fh, name, at)
 	if err != nil {
 		fh.Close()
 		return nil, err
 	}
+	return s, nil
+}
+
+// source makes a source of an open file, positioned at at.
+func (r *run) source(fh *os.File, name string, at int64) (*source, error) {
+	fi, err := fh.Stat()
+	if err != nil {
+		return nil, err
+	}
 	if !fi.Mode().IsRegular() {
-		fh.Close()
 		return nil, fmt.Errorf("follow: %s is not a regular file", name)
 	}
 	s := &source{f: fh, name: name, id: idOf(fi), read: at}
@@ -306,11 +314,9 @@ func (r *run) open(name string, at int64) (*source, error) {
 		s.tail = make([]byte, at-tailFrom)
 		s.head = make([]byte, min(at, headWindow))
 		if _, err := fh.ReadAt(s.tail, tailFrom); err != nil {
-			fh.Close()
 			return nil, err
 		}
 		if _, err := fh.ReadAt(s.head, 0); err != nil {
-			fh.Close()
 			return nil, err
 		}
 	}
@@ -376,27 +382,28 @@ func (r *run) start(ctx context.Context) error {
 
 	// Candidates: the path and its rotated files. First by identity (the
 	// inode, content verified), then by content alone (a copytruncate copy).
+	// Each candidate is opened before it is checked, so that a rename in
+	// between cannot swap the file under the check.
 	names := append([]string{r.cfg.Path}, r.rotatedFiles()...)
 	found := ""
+	var s *source
 	for pass := 0; pass < 2 && found == ""; pass++ {
 		for _, n := range names {
-			fi, err := os.Stat(n)
-			if err != nil || fi.Size() < ck.Offset {
-				continue
-			}
-			if pass == 0 && idOf(fi) != (fileID{ck.Dev, ck.Ino}) {
-				continue
-			}
 			fh, err := os.Open(n)
 			if err != nil {
 				continue
 			}
-			m := ck.matches(fh)
-			fh.Close()
-			if m {
-				found = n
-				break
+			fi, err := fh.Stat()
+			if err != nil || fi.Size() < ck.Offset || (pass == 0 && idOf(fi) != (fileID{ck.Dev, ck.Ino})) || !ck.matches(fh) {
+				fh.Close()
+				continue
 			}
+			if s, err = r.source(fh, n, ck.Offset); err != nil {
+				fh.Close()
+				return fmt.Errorf("follow: %w", err)
+			}
+			found = n
+			break
 		}
 	}
 	if found == "" {
@@ -411,10 +418,6 @@ func (r *run) start(ctx context.Context) error {
 		r.cur = s
 		r.event(EventOpened, s.name, "")
 		return nil
-	}
-	s, err := r.open(found, ck.Offset)
-	if err != nil {
-		return fmt.Errorf("follow: %w", err)
 	}
 	r.cur = s
 	r.event(EventOpened, s.name, fmt.Sprintf("resumed at %d", ck.Offset))

@@ -92,7 +92,9 @@ func (l *ledger) waitFor(t *testing.T, n int, d time.Duration) {
 	}
 }
 
-func line(i int) string { return fmt.Sprintf("%09d postfix/smtp[4242]: 4Xy7Zq1abcD: to=<u%d@example.org>, status=sent\n", i, i) }
+func line(i int) string {
+	return fmt.Sprintf("%09d postfix/smtp[4242]: 4Xy7Zq1abcD: to=<u%d@example.org>, status=sent\n", i, i)
+}
 
 // rotation says how the writer rotates: by rename (and keeps writing to the
 // old file for a while, as a daemon does until it reopens), or by
@@ -108,14 +110,14 @@ const (
 
 // writer appends n numbered lines to path at full speed, rotating every
 // `every` lines; it shifts rotated files path.1 → path.2 → … up to keep.
-func writer(ctx context.Context, path string, n, every int, how rotation) error {
+func writer(ctx context.Context, path string, n, every int, how rotation, pause time.Duration) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
 	defer func() { f.Close() }()
 	shift := func() error {
-		const keep = 4
+		const keep = 16 // more than the test rotates: no file is dropped before it is read
 		for i := keep - 1; i >= 1; i-- {
 			if err := os.Rename(fmt.Sprintf("%s.%d", path, i), fmt.Sprintf("%s.%d", path, i+1)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return err
@@ -172,6 +174,9 @@ func writer(ctx context.Context, path string, n, every int, how rotation) error 
 				oldLeft--
 			}
 		}
+		if pause > 0 && i%500 == 0 {
+			time.Sleep(pause)
+		}
 		if _, err := io.WriteString(f, line(i)); err != nil {
 			return err
 		}
@@ -218,9 +223,15 @@ func runCrashing(t *testing.T, ctx context.Context, cfg Config, l *ledger, n int
 
 func TestRotationWithRestarts(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		how  rotation
-	}{{"rename", byRename}, {"copytruncate", byCopyTruncate}, {"delete-recreate", byDeleteRecreate}} {
+		name     string
+		how      rotation
+		fileCkpt bool
+	}{
+		{"rename", byRename, false},
+		{"rename-file-checkpoint", byRename, true},
+		{"copytruncate", byCopyTruncate, false},
+		{"delete-recreate", byDeleteRecreate, false},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := 200000
 			if testing.Short() {
@@ -232,8 +243,13 @@ func TestRotationWithRestarts(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 			defer cancel()
 			werr := make(chan error, 1)
-			go func() { werr <- writer(ctx, path, n, n/10, tc.how) }()
+			go func() { werr <- writer(ctx, path, n, n/10, tc.how, 0) }()
 			cfg := Config{Path: path, Checkpointer: NopSave(l.load), PollInterval: 20 * time.Millisecond}
+			if tc.fileCkpt {
+				// Stops are clean (ctx cancelled), so the acknowledged batch is
+				// saved: exactly once with a separate checkpoint file too.
+				cfg.Checkpointer = FileCheckpointer{Path: filepath.Join(dir, "ckpt")}
+			}
 			if tc.how == byDeleteRecreate {
 				// A deleted file may be reopened by another name only by
 				// inode; run without restarts so the old fd stays open.
