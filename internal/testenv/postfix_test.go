@@ -1,9 +1,11 @@
 package testenv
 
 import (
+	"bufio"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/smtp"
 	"net/textproto"
 	"os"
@@ -223,5 +225,85 @@ func TestPostfixCheck(t *testing.T) {
 	}
 	if log := pf.Log(t); strings.Contains(log, "warning:") || strings.Contains(log, "fatal:") {
 		t.Errorf("postfix log has warnings:\n%s", log)
+	}
+}
+
+// TestPostfixEHLO proves the advertised extensions: STARTTLS (unless
+// NoTLS), 8BITMIME, SMTPUTF8, the configured SIZE and XCLIENT.
+func TestPostfixEHLO(t *testing.T) {
+	pf := StartPostfix(t, PostfixOptions{MessageSizeLimit: 123456, XClientHosts: "127.0.0.1"})
+	c, err := smtp.Dial(pf.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	for ext, param := range map[string]string{"STARTTLS": "", "8BITMIME": "", "SMTPUTF8": "", "SIZE": "123456", "XCLIENT": ""} {
+		ok, p := c.Extension(ext)
+		if !ok || (param != "" && p != param) {
+			t.Errorf("EHLO %s: %v %q", ext, ok, p)
+		}
+	}
+
+	plain := StartPostfix(t, PostfixOptions{NoTLS: true})
+	c2, err := smtp.Dial(plain.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if err := c2.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := c2.Extension("STARTTLS"); ok {
+		t.Errorf("NoTLS instance offers STARTTLS")
+	}
+	if ok, _ := c2.Extension("XCLIENT"); ok {
+		t.Errorf("XCLIENT offered without XClientHosts")
+	}
+}
+
+// TestPostfixBareLF proves the smuggling switch: the strict default refuses
+// a message with a bare LF in DATA from a loopback client, a Lenient
+// instance accepts it.
+func TestPostfixBareLF(t *testing.T) {
+	msg := "Subject: bare\r\n\r\nline one\nline two\r\n.\r\n"
+	for _, c := range []struct {
+		lenient bool
+		code    string
+	}{{false, "5"}, {true, "250"}} {
+		pf := StartPostfix(t, PostfixOptions{Lenient: c.lenient, NoTLS: true})
+		conn, err := net.DialTimeout("tcp", pf.Addr(), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		r := bufio.NewReader(conn)
+		read := func() string {
+			var last string
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return "read error: " + err.Error()
+				}
+				last = l
+				if len(l) < 4 || l[3] != '-' {
+					return strings.TrimSpace(last)
+				}
+			}
+		}
+		read() // greeting
+		for _, cmd := range []string{"EHLO client.test", "MAIL FROM:<a@client.test>", "RCPT TO:<b@example.test>", "DATA"} {
+			conn.Write([]byte(cmd + "\r\n"))
+			if reply := read(); reply[0] != '2' && reply[0] != '3' {
+				t.Fatalf("%s: %s", cmd, reply)
+			}
+		}
+		conn.Write([]byte(msg))
+		if reply := read(); !strings.HasPrefix(reply, c.code) {
+			t.Errorf("lenient=%v: reply to bare-LF message %q, want %s…", c.lenient, reply, c.code)
+		}
+		conn.Close()
 	}
 }
