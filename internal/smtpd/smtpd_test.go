@@ -1,0 +1,764 @@
+package smtpd
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/smtplog/smtplog/internal/record"
+	"github.com/smtplog/smtplog/internal/smtpwire"
+	"github.com/smtplog/smtplog/internal/tlsutil"
+)
+
+// fakeBackend answers like a permissive MTA and remembers what it got.
+type fakeBackend struct {
+	mu       sync.Mutex
+	mails    []string
+	rcpts    []string
+	bodies   [][]byte
+	authLine []string
+	panicOn  string
+	caps     Caps
+}
+
+func (b *fakeBackend) Open(context.Context, *Conn) (Session, error) { return &fakeSession{b: b}, nil }
+
+type fakeSession struct {
+	b         *fakeBackend
+	authRound int
+}
+
+func (s *fakeSession) Hello(context.Context, string, bool) (smtpwire.Reply, Caps) {
+	return smtpwire.NewReply(250, "", "ok"), s.b.caps
+}
+
+func (s *fakeSession) Mail(_ context.Context, p smtpwire.Path) smtpwire.Reply {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	if s.b.panicOn == "MAIL" {
+		panic("boom")
+	}
+	s.b.mails = append(s.b.mails, p.Addr)
+	return smtpwire.NewReply(250, "2.1.0", "Ok")
+}
+
+func (s *fakeSession) Rcpt(_ context.Context, p smtpwire.Path) smtpwire.Reply {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	if strings.HasPrefix(p.Addr, "bad") {
+		return smtpwire.NewReply(550, "5.1.1", "<"+p.Addr+">: Recipient address rejected")
+	}
+	s.b.rcpts = append(s.b.rcpts, p.Addr)
+	return smtpwire.NewReply(250, "2.1.5", "Ok")
+}
+
+func (s *fakeSession) Data(_ context.Context, m *Message) DataResult {
+	s.b.mu.Lock()
+	defer s.b.mu.Unlock()
+	s.b.bodies = append(s.b.bodies, append([]byte(nil), m.Body...))
+	return DataResult{Reply: smtpwire.NewReply(250, "2.0.0", "Ok: queued as ABC123"), QueueID: "ABC123"}
+}
+
+func (s *fakeSession) Reset(context.Context) smtpwire.Reply { return smtpwire.NewReply(250, "2.0.0", "Ok") }
+func (s *fakeSession) Noop(context.Context) smtpwire.Reply  { return smtpwire.NewReply(250, "2.0.0", "Ok") }
+func (s *fakeSession) Close(context.Context, string)        {}
+
+func (s *fakeSession) AuthStep(_ context.Context, mech, line string, first bool) smtpwire.Reply {
+	s.b.mu.Lock()
+	s.b.authLine = append(s.b.authLine, line)
+	s.b.mu.Unlock()
+	if line == "*" {
+		return smtpwire.NewReply(501, "5.7.0", "Authentication aborted")
+	}
+	if mech == "LOGIN" && s.authRound < 2 {
+		s.authRound++
+		return smtpwire.NewReply(334, "", "VXNlcm5hbWU6")
+	}
+	if mech == "PLAIN" && first && line == "AUTH PLAIN" {
+		return smtpwire.NewReply(334, "", "")
+	}
+	return smtpwire.NewReply(235, "2.7.0", "Authentication successful")
+}
+
+func allCaps() Caps {
+	return Caps{Pipelining: true, EightBitMIME: true, SMTPUTF8: true, Chunking: true, DSN: true, Enhanced: true, AuthMechs: []string{"PLAIN", "LOGIN"}}
+}
+
+type harness struct {
+	t    *testing.T
+	srv  *Server
+	addr string
+	be   *fakeBackend
+	recs *record.Collector
+}
+
+func start(t *testing.T, mod func(*Config)) *harness {
+	t.Helper()
+	cert, err := tlsutil.SelfSigned("localhost", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, be: &fakeBackend{caps: allCaps()}, recs: &record.Collector{}}
+	cfg := Config{
+		Hostname: "test.example",
+		TLS:      &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		Source:   record.SourceProxy,
+		Handler:  h.recs,
+		Limits:   Limits{CommandTimeout: 5 * time.Second, DataTimeout: 5 * time.Second},
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	h.srv = New(cfg, h.be)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.addr = l.Addr().String()
+	go h.srv.Serve(l)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		h.srv.Shutdown(ctx)
+	})
+	return h
+}
+
+type client struct {
+	t  *testing.T
+	nc net.Conn
+	br *bufio.Reader
+}
+
+func (h *harness) dial() *client {
+	h.t.Helper()
+	nc, err := net.DialTimeout("tcp", h.addr, 5*time.Second)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	nc.SetDeadline(time.Now().Add(15 * time.Second))
+	c := &client{t: h.t, nc: nc, br: bufio.NewReader(nc)}
+	h.t.Cleanup(func() { nc.Close() })
+	c.expect(220)
+	return c
+}
+
+func (c *client) send(s string) {
+	c.t.Helper()
+	if _, err := c.nc.Write([]byte(s)); err != nil {
+		c.t.Fatalf("write %q: %v", s, err)
+	}
+}
+
+func (c *client) read() smtpwire.Reply {
+	c.t.Helper()
+	rep, _, err := smtpwire.ReadReply(c.br, 4096)
+	if err != nil {
+		c.t.Fatalf("read reply: %v", err)
+	}
+	return rep
+}
+
+func (c *client) expect(code int) smtpwire.Reply {
+	c.t.Helper()
+	rep := c.read()
+	if rep.Code != code {
+		c.t.Fatalf("got %q, want %d", rep.Full(), code)
+	}
+	return rep
+}
+
+func (c *client) cmd(line string, code int) smtpwire.Reply {
+	c.t.Helper()
+	c.send(line + "\r\n")
+	return c.expect(code)
+}
+
+// closed reports whether the server closed the connection.
+func (c *client) closed() bool {
+	c.nc.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_, err := c.br.ReadByte()
+	return err != nil
+}
+
+func (h *harness) wait(n int) []record.Record {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ch := h.recs.Changed()
+		r := h.recs.Records()
+		if len(r) >= n {
+			return r
+		}
+		select {
+		case <-ch:
+		case <-time.After(time.Until(deadline)):
+			var types []string
+			for _, x := range r {
+				types = append(types, string(x.Type)+"/"+x.Status+x.CloseReason)
+			}
+			h.t.Fatalf("got %d records, want %d: %q", len(r), n, types)
+		}
+	}
+}
+
+func byType(rs []record.Record, t record.Type) []record.Record {
+	var out []record.Record
+	for _, r := range rs {
+		if r.Type == t {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func TestHappyPathRecords(t *testing.T) {
+	h := start(t, nil)
+	c := h.dial()
+	ehlo := c.cmd("EHLO client.example", 250)
+	for _, want := range []string{"PIPELINING", "SIZE 52428800", "STARTTLS", "8BITMIME", "SMTPUTF8", "CHUNKING", "DSN", "ENHANCEDSTATUSCODES"} {
+		if !strings.Contains(strings.Join(ehlo.Lines, "|"), want) {
+			t.Errorf("EHLO lacks %s: %q", want, ehlo.Lines)
+		}
+	}
+	if strings.Contains(strings.Join(ehlo.Lines, "|"), "AUTH") {
+		t.Errorf("AUTH offered before TLS: %q", ehlo.Lines)
+	}
+	// Legitimate RFC 2920 pipelining: MAIL and RCPTs in one write.
+	c.send("MAIL FROM:<app@shop.example> SIZE=100\r\nRCPT TO:<a@x.example>\r\nRCPT TO:<bad@x.example>\r\nRCPT TO:<b@y.example> NOTIFY=FAILURE\r\n")
+	c.expect(250)
+	c.expect(250)
+	c.expect(550)
+	c.expect(250)
+	c.cmd("DATA", 354)
+	c.send("Message-ID: <1@shop.example>\r\nSubject: =?UTF-8?Q?caf=C3=A9?=\r\nFrom: Shop <app@shop.example>\r\n\r\nHello\r\n..dot\r\n.\r\n")
+	rep := c.expect(250)
+	if rep.String() != "250 2.0.0 Ok: queued as ABC123" {
+		t.Errorf("final reply %q", rep.String())
+	}
+	c.cmd("QUIT", 221)
+	recs := h.wait(2)
+	m := byType(recs, record.TypeMessage)[0]
+	if m.Status != "accepted" || m.QueueID != "ABC123" || m.MessageID != "<1@shop.example>" || m.Subject != "café" || *m.MailFrom != "app@shop.example" {
+		t.Errorf("message record: %+v", m)
+	}
+	if len(m.RcptTo) != 2 || len(m.RejectedRcpt) != 1 || m.RejectedRcpt[0].Address != "bad@x.example" || !strings.HasPrefix(m.RejectedRcpt[0].SMTPResponse, "550 5.1.1") {
+		t.Errorf("recipients: %q rejected %+v", m.RcptTo, m.RejectedRcpt)
+	}
+	if m.ReplyCode != 250 || m.EnhancedCode != "2.0.0" || m.Size != int64(len("Message-ID: <1@shop.example>\r\nSubject: =?UTF-8?Q?caf=C3=A9?=\r\nFrom: Shop <app@shop.example>\r\n\r\nHello\r\n.dot\r\n")) {
+		t.Errorf("reply/size: %d %s %d", m.ReplyCode, m.EnhancedCode, m.Size)
+	}
+	if got := string(h.be.bodies[0]); !strings.HasSuffix(got, "Hello\r\n.dot\r\n") {
+		t.Errorf("backend body not unstuffed exactly: %q", got)
+	}
+	if m.TLS == nil || m.TLS.Used || m.Helo != "client.example" || len(m.Transcript) == 0 {
+		t.Errorf("tls/helo/transcript: %+v %q %d", m.TLS, m.Helo, len(m.Transcript))
+	}
+	s := byType(recs, record.TypeSession)[0]
+	if s.CloseReason != "quit" || s.Messages != 1 || s.SessionID != m.SessionID || s.End.IsZero() {
+		t.Errorf("session record: %+v", s)
+	}
+	// The seed article's keys come out with exactly those names.
+	line, _ := record.MarshalJSONLine(&m)
+	var obj map[string]any
+	if err := json.Unmarshal(line, &obj); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"timestamp", "client_ip", "message_id", "mail_from", "rcpt_to", "status", "smtp_response", "queue_id", "size", "tls"} {
+		if _, ok := obj[k]; !ok {
+			t.Errorf("key %s missing from %s", k, line)
+		}
+	}
+	if _, ok := obj["tls"].(map[string]any)["used"]; !ok {
+		t.Errorf("tls.used missing")
+	}
+}
+
+func TestControlCharactersInCommands(t *testing.T) {
+	h := start(t, nil)
+	c := h.dial()
+	c.cmd("EHLO x\rX-Evil: 1", 500)
+	c.cmd("EHLO ok.example", 250)
+	c.cmd("MAIL FROM:<\"a\rX-Injected: 1\"@b.example>", 500)
+	c.cmd("MAIL FROM:<a@b.example>\x00", 500)
+	c.cmd("MAIL FROM:<a@b.example>", 250)
+	c.cmd("RCPT TO:<v@b\rx.example>", 500)
+	c.cmd("RCPT TO:<v@b.example>\x1b[2J", 500)
+	c.cmd("RCPT TO:<v@b.example", 501)
+	c.cmd("QUIT", 221)
+	recs := h.wait(1)
+	if len(h.be.rcpts) != 0 || len(h.be.mails) != 1 {
+		t.Errorf("backend saw %q %q", h.be.mails, h.be.rcpts)
+	}
+	for _, r := range recs {
+		b, _ := record.MarshalJSONLine(&r)
+		if strings.ContainsAny(strings.TrimSuffix(string(b), "\n"), "\r\n\x00\x1b") {
+			t.Errorf("raw control character in record: %q", b)
+		}
+		if strings.Contains(string(b), "X-Injected") || strings.Contains(string(b), "X-Evil") {
+			t.Errorf("refused command bytes recorded: %s", b)
+		}
+	}
+}
+
+func TestUnauthorisedPipelining(t *testing.T) {
+	h := start(t, nil)
+	c := h.dial()
+	c.cmd("EHLO x.example", 250)
+	// V7: a failed RCPT, then DATA with a second transaction behind it.
+	c.send("MAIL FROM:<app@x.example>\r\nRCPT TO:<bad address>\r\nDATA\r\nMAIL FROM:<ceo@bank.test>\r\nRCPT TO:<v@up.test>\r\nDATA\r\nSubject: s\r\n\r\nhi\r\n.\r\n")
+	c.expect(250)
+	c.expect(501)
+	rep := c.expect(554)
+	if rep.Enhanced != "5.5.0" {
+		t.Errorf("sync error reply %q", rep.String())
+	}
+	if !c.closed() {
+		t.Error("connection left open after synchronization error")
+	}
+	recs := h.wait(1)
+	if len(h.be.bodies) != 0 || len(h.be.mails) != 1 {
+		t.Errorf("second transaction reached the backend: %q", h.be.mails)
+	}
+	s := byType(recs, record.TypeSession)[0]
+	if !strings.Contains(strings.Join(s.Anomalies, ","), "unauthorised_pipelining") {
+		t.Errorf("anomaly not recorded: %+v", s.Anomalies)
+	}
+}
+
+func TestPipeliningWithoutOffer(t *testing.T) {
+	h := start(t, nil)
+	h.be.caps.Pipelining = false
+	c := h.dial()
+	c.cmd("EHLO x.example", 250)
+	c.send("MAIL FROM:<a@x.example>\r\nRCPT TO:<v@up.test>\r\n")
+	c.expect(554)
+	if !c.closed() {
+		t.Error("not closed")
+	}
+}
+
+func TestSequenceErrors(t *testing.T) {
+	h := start(t, nil)
+	c := h.dial()
+	c.cmd("MAIL FROM:<a@x.example>", 503)
+	c.cmd("EHLO x.example", 250)
+	c.cmd("RCPT TO:<v@up.test>", 503)
+	c.cmd("DATA", 503)
+	c.cmd("MAIL FROM:<a@x.example>", 250)
+	c.cmd("MAIL FROM:<b@x.example>", 503)
+	c.cmd("DATA", 554)
+	c.cmd("RCPT TO:<v@up.test>", 250)
+	c.cmd("RSET", 250)
+	c.cmd("RCPT TO:<v@up.test>", 503)
+	c.cmd("FOO bar", 500)
+	c.cmd("NOOP", 250)
+	c.send("GET / HTTP/1.1\r\n")
+	c.expect(521)
+	if !c.closed() {
+		t.Error("HTTP request did not close the connection")
+	}
+	recs := h.wait(2)
+	if len(h.be.mails) != 1 {
+		t.Errorf("nested MAIL reached the backend: %q", h.be.mails)
+	}
+	if m := byType(recs, record.TypeMessage); len(m) != 1 || m[0].Status != "aborted" || m[0].Reason != "reset" {
+		t.Errorf("reset transaction record: %+v", m)
+	}
+}
+
+func TestStartTLSInjection(t *testing.T) {
+	h := start(t, nil)
+	c := h.dial()
+	c.cmd("EHLO x.example", 250)
+	c.send("STARTTLS\r\nMAIL FROM:<inj@evil.example>\r\n")
+	c.expect(220)
+	tc := tls.Client(c.nc, &tls.Config{InsecureSkipVerify: true})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	c.nc, c.br = tc, bufio.NewReader(tc)
+	// Nothing injected was executed, and the pre-TLS EHLO is forgotten.
+	c.send("MAIL FROM:<a@x.example>\r\n")
+	c.expect(503)
+	ehlo := c.cmd("EHLO y.example", 250)
+	joined := strings.Join(ehlo.Lines, "|")
+	if strings.Contains(joined, "STARTTLS") || !strings.Contains(joined, "AUTH PLAIN LOGIN") {
+		t.Errorf("EHLO after TLS: %q", ehlo.Lines)
+	}
+	c.cmd("STARTTLS", 503)
+	c.cmd("QUIT", 221)
+	recs := h.wait(1)
+	if len(h.be.mails) != 0 {
+		t.Fatalf("injected MAIL executed: %q", h.be.mails)
+	}
+	s := byType(recs, record.TypeSession)[0]
+	if !s.TLS.Used || s.TLS.Version == "" || s.Helo != "y.example" || !strings.Contains(strings.Join(s.Anomalies, ","), "pipelined_after_starttls") {
+		t.Errorf("session after STARTTLS: tls=%+v helo=%q anomalies=%q", s.TLS, s.Helo, s.Anomalies)
+	}
+}
+
+// smuggling is the twelve end-of-data sequences of the SMTP-smuggling
+// research (SEC Consult, hannob/smtpsmug, The-Login).
+var smuggling = []string{"\n.\n", "\r.\r", "\r.\n", "\n.\r", "\n.\r\n", "\r\n.\n", "\r.\r\n", "\r\n.\r", "\r\n\x00.\r\n", "\r\n.\x00\r\n", "\r\n.\r\r\n", "\r\r\n.\r\r\n"}
+
+func TestSmugglingRefused(t *testing.T) {
+	h := start(t, nil)
+	for _, seq := range smuggling {
+		c := h.dial()
+		c.cmd("EHLO x.example", 250)
+		c.cmd("MAIL FROM:<app@x.example>", 250)
+		c.cmd("RCPT TO:<v@up.test>", 250)
+		c.cmd("DATA", 354)
+		c.send("Subject: s\r\n\r\nbody" + seq + "MAIL FROM:<ceo@bank.test>\r\nRCPT TO:<v@up.test>\r\nDATA\r\nFrom: ceo@bank.test\r\n\r\nSMUGGLED\r\n.\r\n")
+		rep := c.expect(554)
+		if rep.Enhanced != "5.6.0" {
+			t.Errorf("%q: reply %q", seq, rep.String())
+		}
+		// The session goes on: the client may send a clean message.
+		c.cmd("NOOP", 250)
+		c.cmd("QUIT", 221)
+	}
+	if len(h.be.bodies) != 0 || len(h.be.mails) != len(smuggling) {
+		t.Errorf("backend got %d bodies and MAILs %q", len(h.be.bodies), h.be.mails)
+	}
+	for _, m := range byType(h.wait(2*len(smuggling)), record.TypeMessage) {
+		if m.Status != "rejected" || len(m.Anomalies) == 0 {
+			t.Errorf("smuggling record: status %s anomalies %q", m.Status, m.Anomalies)
+		}
+	}
+}
+
+func TestSmugglingNormalized(t *testing.T) {
+	h := start(t, func(c *Config) { c.DataPolicy = DataNormalize })
+	for _, seq := range smuggling {
+		c := h.dial()
+		c.cmd("EHLO x.example", 250)
+		c.cmd("MAIL FROM:<app@x.example>", 250)
+		c.cmd("RCPT TO:<v@up.test>", 250)
+		c.cmd("DATA", 354)
+		c.send("Subject: s\r\n\r\nbody" + seq + "MAIL FROM:<ceo@bank.test>\r\n.\r\n")
+		c.expect(250)
+		c.cmd("QUIT", 221)
+	}
+	for i, b := range h.be.bodies {
+		stripped := strings.ReplaceAll(string(b), "\r\n", "")
+		if strings.ContainsAny(stripped, "\r\n") {
+			t.Errorf("%q: bare CR/LF passed on after normalising: %q", smuggling[i], b)
+		}
+	}
+}
+
+func TestLimits(t *testing.T) {
+	h := start(t, func(c *Config) {
+		c.Limits.MaxMessageBytes = 1000
+		c.Limits.MaxRecipients = 2
+		c.Limits.MaxLineLength = 100
+	})
+	c := h.dial()
+	c.cmd("EHLO x.example", 250)
+	c.cmd("MAIL FROM:<a@x.example> SIZE=5000", 552)
+	c.cmd("MAIL FROM:<a@x.example>", 250)
+	c.cmd("RCPT TO:<v1@up.test>", 250)
+	c.cmd("RCPT TO:<v2@up.test>", 250)
+	c.cmd("RCPT TO:<v3@up.test>", 452)
+	c.cmd("DATA", 354)
+	c.send(strings.Repeat("0123456789\r\n", 200) + ".\r\n")
+	c.expect(552)
+	c.cmd("NOOP", 250) // still in sync
+	c.send(strings.Repeat("A", 5000) + "\r\n")
+	c.expect(500)
+	if !c.closed() {
+		t.Error("not closed after an over-long line")
+	}
+	if len(h.be.bodies) != 0 {
+		t.Error("oversized message passed on")
+	}
+}
+
+func TestTimeouts(t *testing.T) {
+	h := start(t, func(c *Config) {
+		c.Limits.CommandTimeout = 600 * time.Millisecond
+		c.Limits.DataTimeout = 600 * time.Millisecond
+	})
+	// Idle: 421 4.4.2.
+	c := h.dial()
+	rep := c.read()
+	if rep.Code != 421 || rep.Enhanced != "4.4.2" {
+		t.Errorf("idle: %q", rep.String())
+	}
+	// Slowloris: one byte every 200 ms never completes a command in time;
+	// the deadline is per command, not reset per byte.
+	c = h.dial()
+	start := time.Now()
+	done := make(chan smtpwire.Reply, 1)
+	go func() {
+		r, _, _ := smtpwire.ReadReply(c.br, 512)
+		done <- r
+	}()
+	for _, b := range []byte("NOOP") {
+		c.nc.Write([]byte{b})
+		time.Sleep(200 * time.Millisecond)
+	}
+	r := <-done
+	if r.Code != 421 || time.Since(start) > 3*time.Second {
+		t.Errorf("slowloris: %q after %v", r.String(), time.Since(start))
+	}
+	// DATA trickle.
+	c = h.dial()
+	c.cmd("EHLO x.example", 250)
+	c.cmd("MAIL FROM:<a@x.example>", 250)
+	c.cmd("RCPT TO:<v@up.test>", 250)
+	c.cmd("DATA", 354)
+	c.send("Subject: slow\r\n")
+	c.expect(421)
+	recs := h.wait(4)
+	var aborted bool
+	for _, m := range byType(recs, record.TypeMessage) {
+		aborted = aborted || m.Status == "aborted"
+	}
+	if !aborted || len(h.be.bodies) != 0 {
+		t.Errorf("DATA timeout: aborted record %v, bodies %d", aborted, len(h.be.bodies))
+	}
+	for _, s := range byType(recs, record.TypeSession) {
+		if s.CloseReason != "timeout" {
+			t.Errorf("close reason %q", s.CloseReason)
+		}
+	}
+}
+
+func TestConnectionFlood(t *testing.T) {
+	h := start(t, func(c *Config) {
+		c.Limits.MaxConnections = 20
+		c.Limits.MaxPerIP = 5
+	})
+	// A flood from 127.0.0.2 holds connections; only 5 are served.
+	var held []net.Conn
+	refused := 0
+	for i := 0; i < 12; i++ {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
+		nc, err := d.Dial("tcp", h.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, nc)
+		nc.SetDeadline(time.Now().Add(5 * time.Second))
+		rep, _, err := smtpwire.ReadReply(bufio.NewReader(nc), 512)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Code == 421 {
+			refused++
+		}
+	}
+	if refused != 7 {
+		t.Errorf("refused %d of 12 flood connections, want 7", refused)
+	}
+	// A normal client still gets through.
+	c := h.dial()
+	c.cmd("EHLO ok.example", 250)
+	c.cmd("QUIT", 221)
+	for _, nc := range held {
+		nc.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for h.srv.Active() != 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := h.srv.Active(); n != 0 {
+		t.Errorf("%d sessions left after the flood", n)
+	}
+}
+
+func TestPanicRecovered(t *testing.T) {
+	h := start(t, nil)
+	h.be.panicOn = "MAIL"
+	c := h.dial()
+	c.cmd("EHLO x.example", 250)
+	c.cmd("MAIL FROM:<a@x.example>", 421)
+	h.be.mu.Lock()
+	h.be.panicOn = ""
+	h.be.mu.Unlock()
+	c = h.dial()
+	c.cmd("EHLO x.example", 250)
+	c.cmd("MAIL FROM:<a@x.example>", 250)
+	c.cmd("QUIT", 221)
+	recs := h.wait(2)
+	if s := byType(recs, record.TypeSession)[0]; s.CloseReason != "error" || s.Reason != "internal error" {
+		t.Errorf("panic session record: %+v", s)
+	}
+}
+
+func TestBDAT(t *testing.T) {
+	h := start(t, func(c *Config) { c.Limits.MaxMessageBytes = 1000 })
+	c := h.dial()
+	c.cmd("EHLO x.example", 250)
+	c.cmd("MAIL FROM:<a@x.example>", 250)
+	c.cmd("RCPT TO:<v@up.test>", 250)
+	c.send("BDAT 12\r\nSubject: a\r\n")
+	c.expect(250)
+	c.send("BDAT 8 LAST\r\n\r\nbody\r\n")
+	c.expect(250)
+	if got := string(h.be.bodies[0]); got != "Subject: a\r\n\r\nbody\r\n" {
+		t.Errorf("BDAT body %q", got)
+	}
+	// Too large: consumed, refused, still in sync.
+	c.cmd("MAIL FROM:<a@x.example>", 250)
+	c.cmd("RCPT TO:<v@up.test>", 250)
+	c.send("BDAT 2000 LAST\r\n" + strings.Repeat("x", 2000))
+	c.expect(552)
+	// A bare LF in a chunk is refused like in DATA.
+	c.cmd("MAIL FROM:<a@x.example>", 250)
+	c.cmd("RCPT TO:<v@up.test>", 250)
+	c.send("BDAT 9 LAST\r\na\n.\nb\r\n\r\n")
+	c.expect(554)
+	c.cmd("NOOP", 250)
+	// BDAT then close mid-chunk: aborted, nothing passed on.
+	c.cmd("MAIL FROM:<a@x.example>", 250)
+	c.cmd("RCPT TO:<v@up.test>", 250)
+	c.send("BDAT 100\r\nonly a few")
+	c.nc.Close()
+	recs := h.wait(5)
+	if len(h.be.bodies) != 1 {
+		t.Errorf("backend got %d bodies", len(h.be.bodies))
+	}
+	last := byType(recs, record.TypeMessage)
+	if st := last[len(last)-1].Status; st != "aborted" {
+		t.Errorf("truncated chunk status %q", st)
+	}
+}
+
+const canary = "pw-CANARY-7f3a9d"
+
+func TestAuthNeverRecordsSecret(t *testing.T) {
+	h := start(t, nil)
+	tlsDial := func() *client {
+		c := h.dial()
+		c.cmd("EHLO x.example", 250)
+		c.cmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00canary-user\x00"+canary)), 538)
+		c.cmd("STARTTLS", 220)
+		tc := tls.Client(c.nc, &tls.Config{InsecureSkipVerify: true})
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		c.nc, c.br = tc, bufio.NewReader(tc)
+		c.cmd("EHLO x.example", 250)
+		return c
+	}
+	c := tlsDial()
+	c.cmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00canary-user\x00"+canary)), 235)
+	c.cmd("AUTH PLAIN", 503)
+	c.cmd("MAIL FROM:<a@x.example>", 250)
+	c.cmd("RCPT TO:<v@up.test>", 250)
+	c.cmd("DATA", 354)
+	c.send("Subject: x\r\n\r\nhi\r\n.\r\n")
+	c.expect(250)
+	c.cmd("QUIT", 221)
+
+	c = tlsDial()
+	c.cmd("AUTH LOGIN", 334)
+	c.cmd(base64.StdEncoding.EncodeToString([]byte("login-user")), 334)
+	c.cmd(base64.StdEncoding.EncodeToString([]byte(canary)), 235)
+	c.cmd("QUIT", 221)
+
+	c = tlsDial()
+	c.cmd("AUTH PLAIN", 334)
+	c.cmd(base64.StdEncoding.EncodeToString([]byte("\x00canary-user\x00"+canary)), 235)
+	c.cmd("QUIT", 221)
+
+	recs := h.wait(4)
+	var all strings.Builder
+	for _, r := range recs {
+		b, _ := record.MarshalJSONLine(&r)
+		all.Write(b)
+		all.Write(record.MarshalText(&r))
+	}
+	out := all.String()
+	for _, form := range secretForms(canary) {
+		if strings.Contains(out, form) {
+			t.Errorf("secret form %q in records", form)
+		}
+	}
+	sess := byType(recs, record.TypeSession)
+	if sess[0].Auth == nil || sess[0].Auth.Username != "canary-user" || sess[0].Auth.Result != "success" || sess[0].Auth.Mechanism != "PLAIN" {
+		t.Errorf("auth record %+v", sess[0].Auth)
+	}
+	if sess[1].Auth == nil || sess[1].Auth.Username != "login-user" {
+		t.Errorf("LOGIN auth record %+v", sess[1].Auth)
+	}
+	if m := byType(recs, record.TypeMessage)[0]; m.Username != "canary-user" {
+		t.Errorf("message username %q", m.Username)
+	}
+	if !strings.Contains(out, "AUTH PLAIN [redacted]") {
+		t.Errorf("redacted AUTH line missing from transcript")
+	}
+}
+
+// secretForms is a local copy of the encodings a test must never find; the
+// integration suites use testenv.SecretForms.
+func secretForms(s string) []string {
+	forms := []string{s, fmt.Sprintf("%x", s), base64.StdEncoding.EncodeToString([]byte("\x00canary-user\x00" + s))}
+	for pad := 0; pad < 3; pad++ {
+		enc := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("\x00", pad) + s))
+		forms = append(forms, enc[4:len(enc)-4])
+	}
+	return forms
+}
+
+func TestShutdownEndsIdleSessions(t *testing.T) {
+	h := start(t, nil)
+	c := h.dial()
+	c.cmd("EHLO x.example", 250)
+	time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	go h.srv.Shutdown(ctx)
+	rep := c.read()
+	if rep.Code != 421 || rep.Enhanced != "4.3.2" {
+		t.Errorf("shutdown reply %q", rep.String())
+	}
+	if s := byType(h.wait(1), record.TypeSession)[0]; s.CloseReason != "shutdown" {
+		t.Errorf("close reason %q", s.CloseReason)
+	}
+}
+
+func TestImplicitTLS(t *testing.T) {
+	h := start(t, nil)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go h.srv.ServeTLS(l)
+	tc, err := tls.Dial("tcp", l.Addr().String(), &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	c := &client{t: t, nc: tc, br: bufio.NewReader(tc)}
+	c.expect(220)
+	ehlo := c.cmd("EHLO x.example", 250)
+	if strings.Contains(strings.Join(ehlo.Lines, "|"), "STARTTLS") {
+		t.Error("STARTTLS offered inside TLS")
+	}
+	c.cmd("QUIT", 221)
+	// TLS 1.1 is refused.
+	if _, err := tls.Dial("tcp", l.Addr().String(), &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS11}); err == nil {
+		t.Error("TLS 1.1 handshake succeeded")
+	}
+	var ok, failed bool
+	for _, s := range byType(h.wait(2), record.TypeSession) {
+		ok = ok || s.TLS.Used && s.TLS.Version == "TLS 1.2" && s.CloseReason == "quit"
+		failed = failed || !s.TLS.Used && strings.HasPrefix(s.Reason, "TLS handshake failed")
+	}
+	if !ok || !failed {
+		t.Errorf("implicit TLS records: served %v, refused %v", ok, failed)
+	}
+}
