@@ -69,7 +69,7 @@ func (f *Framer) Next() ([]byte, bool, error) {
 		if err != nil {
 			return nil, false, err
 		}
-		if len(data) > 0 || trunc {
+		if len(data) > 0 {
 			return data, trunc, nil
 		}
 		// An empty line (e.g. a LF after an octet-counted frame): skip.
