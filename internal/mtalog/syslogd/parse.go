@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/leodido/go-syslog/v4/rfc5424"
@@ -99,7 +100,9 @@ func (p *Parser) parse5424(msg []byte, l mtalog.Line) (mtalog.Line, error) {
 	}
 	l.Message = ""
 	if sm.Message != nil {
-		l.Message = *sm.Message
+		// rsyslog's RSYSLOG_SyslogProtocol23Format ends MSG with a LF even
+		// inside an octet-counted frame; a log line never ends in one.
+		l.Message = strings.TrimRight(*sm.Message, "\r\n")
 	}
 	if err != nil {
 		return l, fmt.Errorf("%w: rfc5424: %v", ErrUnparsed, err)
