@@ -271,6 +271,7 @@ func (s *session) firstHello(ctx context.Context, name string) (smtpwire.Reply, 
 	}
 	if err := s.startTLS(ctx, false); err != nil {
 		if s.b.cfg.TLSMode == TLSRequired {
+			s.tls = &record.TLS{Used: false, Error: err.Error()}
 			s.lost = "upstream TLS failed: " + err.Error()
 			s.nc.Close()
 			return replyTLSFailed, false

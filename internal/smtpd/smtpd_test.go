@@ -67,9 +67,13 @@ func (s *fakeSession) Data(_ context.Context, m *Message) DataResult {
 	return DataResult{Reply: smtpwire.NewReply(250, "2.0.0", "Ok: queued as ABC123"), QueueID: "ABC123"}
 }
 
-func (s *fakeSession) Reset(context.Context) smtpwire.Reply { return smtpwire.NewReply(250, "2.0.0", "Ok") }
-func (s *fakeSession) Noop(context.Context) smtpwire.Reply  { return smtpwire.NewReply(250, "2.0.0", "Ok") }
-func (s *fakeSession) Close(context.Context, string)        {}
+func (s *fakeSession) Reset(context.Context) smtpwire.Reply {
+	return smtpwire.NewReply(250, "2.0.0", "Ok")
+}
+func (s *fakeSession) Noop(context.Context) smtpwire.Reply {
+	return smtpwire.NewReply(250, "2.0.0", "Ok")
+}
+func (s *fakeSession) Close(context.Context, string) {}
 
 func (s *fakeSession) AuthStep(_ context.Context, mech, line string, first bool) smtpwire.Reply {
 	s.b.mu.Lock()
