@@ -156,15 +156,15 @@ func TestReadLineLimits(t *testing.T) {
 
 func TestQueueIDFromReply(t *testing.T) {
 	tests := map[string]string{
-		"250 2.0.0 Ok: queued as 4Qx7Yv1Xr7z9vLn":                                   "4Qx7Yv1Xr7z9vLn",
-		"250 OK id=1rAbCd-000123-Ab":                                                "1rAbCd-000123-Ab",
-		"250 2.0.0 4ATAbcde012345 Message accepted for delivery":                    "4ATAbcde012345",
+		"250 2.0.0 Ok: queued as 4Qx7Yv1Xr7z9vLn":                                  "4Qx7Yv1Xr7z9vLn",
+		"250 OK id=1rAbCd-000123-Ab":                                               "1rAbCd-000123-Ab",
+		"250 2.0.0 4ATAbcde012345 Message accepted for delivery":                   "4ATAbcde012345",
 		"250 2.6.0 <m@x> [InternalId=1234, Hostname=EX1] Queued mail for delivery": "1234",
-		"250 2.0.0 OK  1700000000 x12-20020a.123 - gsmtp":                           "x12-20020a.123",
-		"250 ok 1700000000 qp 12345":                                                "12345",
-		"250 Message Queued (4A1B-99)":                                              "4A1B-99",
-		"250 2.0.0 Ok":                                                              "",
-		"550 5.0.0 queued as X":                                                     "",
+		"250 2.0.0 OK  1700000000 x12-20020a.123 - gsmtp":                          "x12-20020a.123",
+		"250 ok 1700000000 qp 12345":                                               "12345",
+		"250 Message Queued (4A1B-99)":                                             "4A1B-99",
+		"250 2.0.0 Ok":                                                             "",
+		"550 5.0.0 queued as X":                                                    "",
 	}
 	for in, want := range tests {
 		rep, _, err := ReadReply(bufio.NewReader(strings.NewReader(in+"\r\n")), 512)
