@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -102,16 +103,17 @@ type PostfixOptions struct {
 // Postfix is a private Postfix instance started by [StartPostfix]. Its
 // config, queue and data directories and its log file belong to it alone.
 type Postfix struct {
-	opts     PostfixOptions
-	addr     string
-	dir      string
-	confDir  string
-	queueDir string
-	logPath  string
-	ca       *CA
-	master   string
-	proc     *child
-	stopOnce sync.Once
+	opts      PostfixOptions
+	addr      string
+	dir       string
+	confDir   string
+	queueDir  string
+	logPath   string
+	ca        *CA
+	master    string
+	proc      *child // the guardian shell
+	masterPID int
+	stopOnce  sync.Once
 }
 
 // StartPostfix starts a private Postfix instance listening on 127.0.0.1 at a
@@ -206,10 +208,14 @@ func (p *Postfix) start(t testing.TB) error {
 	writeConfig(t, filepath.Join(p.confDir, "master.cf"), []byte(p.masterCF()))
 	_ = os.Remove(p.logPath) // a failed earlier attempt
 
-	cmd := exec.Command(p.master, "-c", p.confDir)
+	// master is not our direct child but the child of a guardian shell:
+	// master briefly changes its effective user at start-up, which clears
+	// its parent-death signal, while the shell keeps its own and passes
+	// SIGTERM on. So master also dies when the test process does.
+	cmd := exec.Command("/bin/sh", "-c", masterGuardian, "master-guardian", p.master, "-c", p.confDir)
 	cmd.Dir = p.queueDir
 	cmd.Env = append(os.Environ(), "MAIL_CONFIG="+p.confDir)
-	proc, err := startChild(cmd)
+	proc, err := startChild(cmd, nil)
 	if err != nil {
 		return err
 	}
@@ -225,13 +231,39 @@ func (p *Postfix) start(t testing.TB) error {
 			return fmt.Errorf("master %v; output %q; log:\n%s", proc.err, proc.out.String(), tail(string(b), 20))
 		}
 		if lastErr = probeGreeting(p.addr); lastErr == nil {
+			if p.masterPID = readPIDFile(filepath.Join(p.queueDir, "pid", "master.pid")); p.masterPID == 0 {
+				return errors.New("master answers but wrote no pid/master.pid")
+			}
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	proc.stop(5*time.Second, true)
+	proc.stop(5*time.Second, readPIDFile(filepath.Join(p.queueDir, "pid", "master.pid")))
 	b, _ := os.ReadFile(p.logPath)
 	return fmt.Errorf("no 220 greeting on %s within 20s: %v; log:\n%s", p.addr, lastErr, tail(string(b), 20))
+}
+
+// masterGuardian runs "$@" (master) and passes SIGTERM, SIGINT and SIGHUP
+// on to it, then waits until it has exited.
+const masterGuardian = `trap 'kill -TERM "$pid" 2>/dev/null' TERM INT HUP
+"$@" &
+pid=$!
+wait "$pid"
+st=$?
+while kill -0 "$pid" 2>/dev/null; do wait "$pid"; st=$?; done
+exit "$st"`
+
+// readPIDFile returns the process ID in a Postfix pid file, or 0.
+func readPIDFile(name string) int {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n <= 1 {
+		return 0
+	}
+	return n
 }
 
 // probeGreeting connects to addr, expects a 220 greeting and quits.
@@ -652,7 +684,7 @@ func (p *Postfix) Queue(t testing.TB) []QueuedMessage {
 func (p *Postfix) Stop() {
 	p.stopOnce.Do(func() {
 		if p.proc != nil {
-			p.proc.stop(5*time.Second, true)
+			p.proc.stop(5*time.Second, p.masterPID)
 		}
 	})
 }

@@ -20,13 +20,19 @@ type child struct {
 	err    error         // cmd.Wait's result, valid after exited is closed
 }
 
-// startChild starts cmd with stdout and stderr captured and reaps it in the
-// background.
-func startChild(cmd *exec.Cmd) (*child, error) {
+// startChild starts cmd with stdout and stderr captured, as the user in
+// cred when it is not nil, and reaps it in the background.
+func startChild(cmd *exec.Cmd, cred *syscall.Credential) (*child, error) {
 	c := &child{cmd: cmd, out: &lockedBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout = c.out
 	cmd.Stderr = c.out
 	cmd.SysProcAttr = childAttr()
+	if cred != nil {
+		if cmd.SysProcAttr == nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{}
+		}
+		cmd.SysProcAttr.Credential = cred
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -48,11 +54,10 @@ func (c *child) hasExited() bool {
 }
 
 // stop sends SIGTERM, waits up to grace for the process to exit, then sends
-// SIGKILL. When group is true, the process is a process-group leader
-// (Postfix's master makes itself one), and the group's remaining members are
-// also waited for and then killed.
-func (c *child) stop(grace time.Duration, group bool) {
-	pid := c.cmd.Process.Pid
+// SIGKILL. When group is not 0 it is a process group that the process
+// created (Postfix's master makes itself a session leader): its remaining
+// members are also waited for and then killed.
+func (c *child) stop(grace time.Duration, group int) {
 	if !c.hasExited() {
 		_ = c.cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -62,15 +67,15 @@ func (c *child) stop(grace time.Duration, group bool) {
 			<-c.exited
 		}
 	}
-	if !group {
+	if group == 0 {
 		return
 	}
 	deadline := time.Now().Add(grace)
-	for groupAlive(pid) && time.Now().Before(deadline) {
+	for groupAlive(group) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if groupAlive(pid) {
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	if groupAlive(group) {
+		_ = syscall.Kill(-group, syscall.SIGKILL)
 	}
 }
 

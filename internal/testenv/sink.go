@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -25,8 +26,9 @@ type Sink struct {
 // StartSink runs smtp-sink with the given options on 127.0.0.1 at a free
 // port, in a new directory ([Sink.Dir]) that the sink can write to, and
 // returns once the port listens. It is stopped at cleanup. The harness adds
-// the listen address and a backlog of 64, and "-u postfix" (or nobody) when
-// running as root, since smtp-sink refuses to keep root privileges.
+// the listen address and a backlog of 64; as root it runs smtp-sink as the
+// user postfix (or nobody), since smtp-sink refuses to keep root
+// privileges.
 //
 // The smtp-sink options that smtplog's tests rely on (smtp-sink(1) of
 // Postfix 3.7):
@@ -56,12 +58,14 @@ func StartSink(t testing.TB, args ...string) *Sink {
 	t.Helper()
 	bin := NeedBinary(t, "smtp-sink")
 	s := &Sink{dir: shortTempDir(t, "sink")}
+	// As root, start smtp-sink as an unprivileged user rather than with
+	// its -u option: a process that changes its own user loses its
+	// parent-death signal, and would outlive an aborted test run.
+	var cred *syscall.Credential
 	if os.Geteuid() == 0 && !hasFlag(args, "-u") {
-		name := "postfix"
-		u, err := user.Lookup(name)
+		u, err := user.Lookup("postfix")
 		if err != nil {
-			name = "nobody"
-			if u, err = user.Lookup(name); err != nil {
+			if u, err = user.Lookup("nobody"); err != nil {
 				t.Fatalf("testenv: no unprivileged user for smtp-sink: %v", err)
 			}
 		}
@@ -70,7 +74,7 @@ func StartSink(t testing.TB, args ...string) *Sink {
 		if err := os.Chown(s.dir, uid, gid); err != nil {
 			t.Fatalf("testenv: %v", err)
 		}
-		args = append([]string{"-u", name}, args...)
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
 	}
 	t.Cleanup(func() {
 		s.Stop()
@@ -84,7 +88,7 @@ func StartSink(t testing.TB, args ...string) *Sink {
 		s.addr = FreeAddr(t)
 		cmd := exec.Command(bin, append(append([]string(nil), args...), s.addr, "64")...)
 		cmd.Dir = s.dir
-		proc, err := startChild(cmd)
+		proc, err := startChild(cmd, cred)
 		if err != nil {
 			t.Fatalf("testenv: start smtp-sink: %v", err)
 		}
@@ -92,7 +96,7 @@ func StartSink(t testing.TB, args ...string) *Sink {
 		if s.waitListening(10 * time.Second) {
 			return s
 		}
-		proc.stop(time.Second, false)
+		proc.stop(time.Second, 0)
 		out := proc.out.String()
 		if i == attempts || !strings.Contains(out, "in use") {
 			t.Fatalf("testenv: smtp-sink %s did not start: %v\n%s", strings.Join(cmd.Args, " "), proc.err, out)
@@ -194,7 +198,7 @@ func (s *Sink) WaitDumps(t testing.TB, n int, timeout time.Duration) []string {
 func (s *Sink) Stop() {
 	s.stopOnce.Do(func() {
 		if s.proc != nil {
-			s.proc.stop(time.Second, false)
+			s.proc.stop(time.Second, 0)
 		}
 	})
 }
