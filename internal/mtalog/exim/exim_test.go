@@ -31,7 +31,11 @@ func readRaw(t testing.TB, files ...string) []mtalog.Line {
 	}
 	var entries []entry
 	for _, f := range files {
-		b, err := os.ReadFile(filepath.Join(testdata, f))
+		p := f
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(testdata, f)
+		}
+		b, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
 		}
