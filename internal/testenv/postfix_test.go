@@ -2,9 +2,7 @@ package testenv
 
 import (
 	"bufio"
-	"crypto/tls"
 	"errors"
-	"fmt"
 	"net"
 	"net/smtp"
 	"net/textproto"
@@ -14,63 +12,6 @@ import (
 	"testing"
 	"time"
 )
-
-// sendMail sends one message with net/smtp and returns the server's reply
-// to the final dot, e.g. "2.0.0 Ok: queued as 4ABC". Rejected recipients
-// are skipped and their errors returned in rcptErrs; the transaction goes on
-// if any recipient was accepted. net/smtp discards the reply to the dot, so
-// DATA is driven through its textproto.Conn.
-func sendMail(addr string, tlsConf *tls.Config, from string, to []string, msg string) (reply string, rcptErrs []error, err error) {
-	c, err := smtp.Dial(addr)
-	if err != nil {
-		return "", nil, err
-	}
-	defer c.Close()
-	if err := c.Hello("client.test"); err != nil {
-		return "", nil, err
-	}
-	if tlsConf != nil {
-		if err := c.StartTLS(tlsConf); err != nil {
-			return "", nil, fmt.Errorf("starttls: %w", err)
-		}
-	}
-	if err := c.Mail(from); err != nil {
-		return "", nil, err
-	}
-	accepted := 0
-	for _, r := range to {
-		if err := c.Rcpt(r); err != nil {
-			rcptErrs = append(rcptErrs, err)
-			continue
-		}
-		accepted++
-	}
-	if accepted == 0 {
-		return "", rcptErrs, errors.New("no recipient accepted")
-	}
-	id, err := c.Text.Cmd("DATA")
-	if err != nil {
-		return "", rcptErrs, err
-	}
-	c.Text.StartResponse(id)
-	_, _, err = c.Text.ReadResponse(354)
-	c.Text.EndResponse(id)
-	if err != nil {
-		return "", rcptErrs, err
-	}
-	w := c.Text.DotWriter()
-	if _, err := w.Write([]byte(msg)); err != nil {
-		return "", rcptErrs, err
-	}
-	if err := w.Close(); err != nil {
-		return "", rcptErrs, err
-	}
-	_, reply, err = c.Text.ReadResponse(250)
-	if err != nil {
-		return "", rcptErrs, err
-	}
-	return reply, rcptErrs, c.Quit()
-}
 
 func testMessage(msgID, to string) string {
 	return "From: sender@client.test\r\nTo: " + to + "\r\nSubject: testenv\r\n" +
@@ -87,7 +28,7 @@ func TestPostfixSent(t *testing.T) {
 	sink := StartSink(t, "-d", "%H%M%S.")
 	pf := StartPostfix(t, PostfixOptions{RelayHost: sink.Addr()})
 
-	reply, _, err := sendMail(pf.Addr(), pf.CA().ClientConfig("127.0.0.1"),
+	reply, _, err := SendMail(pf.Addr(), pf.CA().ClientConfig("127.0.0.1"),
 		"sender@client.test", []string{"rcpt@example.test"}, testMessage("sent-1@client.test", "rcpt@example.test"))
 	if err != nil {
 		t.Fatalf("send: %v", err)
@@ -136,7 +77,7 @@ func TestPostfixOutcomes(t *testing.T) {
 
 	send := func(id, to string) string {
 		t.Helper()
-		reply, _, err := sendMail(pf.Addr(), nil, "sender@client.test", []string{to}, testMessage(id, to))
+		reply, _, err := SendMail(pf.Addr(), nil, "sender@client.test", []string{to}, testMessage(id, to))
 		if err != nil {
 			t.Fatalf("send to %s: %v", to, err)
 		}
@@ -164,7 +105,7 @@ func TestPostfixOutcomes(t *testing.T) {
 		to   string
 		code int
 	}{{"nobody@example.test", 550}, {"gone@other.test", 550}, {"busy@example.test", 450}} {
-		_, rcptErrs, err := sendMail(pf.Addr(), nil, "sender@client.test", []string{c.to}, testMessage("r@client.test", c.to))
+		_, rcptErrs, err := SendMail(pf.Addr(), nil, "sender@client.test", []string{c.to}, testMessage("r@client.test", c.to))
 		if err == nil || len(rcptErrs) != 1 {
 			t.Fatalf("RCPT %s: accepted (err %v, rcpt errors %v)", c.to, err, rcptErrs)
 		}
@@ -185,7 +126,7 @@ func TestPostfixTwoInstances(t *testing.T) {
 	if a.Addr() == b.Addr() || a.LogPath() == b.LogPath() || a.QueueDir() == b.QueueDir() {
 		t.Fatalf("instances share resources: %s %s", a.Addr(), b.Addr())
 	}
-	reply, _, err := sendMail(b.Addr(), nil, "s@client.test", []string{"r@example.test"}, testMessage("two@client.test", "r@example.test"))
+	reply, _, err := SendMail(b.Addr(), nil, "s@client.test", []string{"r@example.test"}, testMessage("two@client.test", "r@example.test"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +148,7 @@ func TestPostfixTwoInstances(t *testing.T) {
 	}
 
 	a.Stop()
-	if _, _, err := sendMail(a.Addr(), nil, "s@client.test", []string{"r@example.test"}, "x\r\n"); err == nil {
+	if _, _, err := SendMail(a.Addr(), nil, "s@client.test", []string{"r@example.test"}, "x\r\n"); err == nil {
 		t.Errorf("stopped instance still accepts mail")
 	}
 	if err := probeGreeting(b.Addr()); err != nil {

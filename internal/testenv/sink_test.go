@@ -16,7 +16,7 @@ import (
 // -d template dumps each transaction under Dir().
 func TestSinkDump(t *testing.T) {
 	s := StartSink(t, "-d", "%H%M%S.", "-h", "sink.test")
-	reply, _, err := sendMail(s.Addr(), nil, "a@client.test", []string{"b@example.test"}, testMessage("sink-1@client.test", "b@example.test"))
+	reply, _, err := SendMail(s.Addr(), nil, "a@client.test", []string{"b@example.test"}, testMessage("sink-1@client.test", "b@example.test"))
 	if err != nil {
 		t.Fatalf("send: %v", err)
 	}
@@ -42,7 +42,7 @@ func TestSinkRejects(t *testing.T) {
 		code int
 	}{{"-r", 450}, {"-f", 500}} {
 		s := StartSink(t, c.flag, "RCPT")
-		_, rcptErrs, _ := sendMail(s.Addr(), nil, "a@client.test", []string{"b@example.test"}, "x\r\n")
+		_, rcptErrs, _ := SendMail(s.Addr(), nil, "a@client.test", []string{"b@example.test"}, "x\r\n")
 		var te *textproto.Error
 		if len(rcptErrs) != 1 || !errors.As(rcptErrs[0], &te) || te.Code != c.code {
 			t.Errorf("%s RCPT: %v, want %d", c.flag, rcptErrs, c.code)
@@ -83,7 +83,7 @@ func TestSinkNoProbeSession(t *testing.T) {
 	if strings.Contains(s.Output(), "connect (") {
 		t.Errorf("harness connected to the sink:\n%s", s.Output())
 	}
-	if _, _, err := sendMail(s.Addr(), nil, "a@client.test", []string{"b@example.test"}, "Subject: x\r\n\r\nx\r\n"); err != nil {
+	if _, _, err := SendMail(s.Addr(), nil, "a@client.test", []string{"b@example.test"}, "Subject: x\r\n\r\nx\r\n"); err != nil {
 		t.Logf("send: %v", err) // the sink may exit before answering QUIT
 	}
 	deadline := time.Now().Add(5 * time.Second)
