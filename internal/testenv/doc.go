@@ -42,5 +42,6 @@
 // itself with the owners and modes of Postfix's postfix-files, and dates
 // its configuration files a minute back, because Postfix polls a file
 // modified within the last second or two until it has aged, which would
-// add seconds to every start; rewrite a file in a test the same way.
+// add seconds to every start; change settings of a running instance with
+// [Postfix.Reconfigure], which does the same.
 package testenv

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -529,6 +530,32 @@ func (p *Postfix) writeMaps(t testing.TB) {
 	}
 	writeConfig(t, filepath.Join(p.confDir, "recipient_access"), []byte(access.String()))
 	writeConfig(t, filepath.Join(p.confDir, "transport"), []byte(transport.String()))
+}
+
+// Reconfigure sets main.cf parameters on the running instance, on top of
+// PostfixOptions.Extra and earlier calls, and makes master reload its
+// configuration (SIGHUP). It returns once the reload is logged; sessions
+// opened after that see the new settings.
+func (p *Postfix) Reconfigure(t testing.TB, params map[string]string) {
+	t.Helper()
+	extra := make(map[string]string, len(p.opts.Extra)+len(params))
+	for k, v := range p.opts.Extra {
+		extra[k] = v
+	}
+	for k, v := range params {
+		extra[k] = v
+	}
+	p.opts.Extra = extra
+	writeConfig(t, filepath.Join(p.confDir, "main.cf"), []byte(p.mainCF(t)))
+	reload := regexp.MustCompile(`postfix/master\[\d+\]: reload -- `)
+	n := len(reload.FindAllString(p.Log(t), -1))
+	if p.masterPID == 0 || p.proc.hasExited() {
+		t.Fatalf("testenv: reconfigure: postfix is not running")
+	}
+	if err := syscall.Kill(p.masterPID, syscall.SIGHUP); err != nil {
+		t.Fatalf("testenv: reconfigure: %v", err)
+	}
+	p.WaitLogN(t, reload, n+1, 10*time.Second)
 }
 
 // Addr returns the SMTP listener, "127.0.0.1:<port>".

@@ -207,14 +207,23 @@ func TestPostfixEHLO(t *testing.T) {
 
 // TestPostfixBareLF proves the smuggling switch: the strict default refuses
 // a message with a bare LF in DATA from a loopback client, a Lenient
-// instance accepts it.
+// instance accepts it, and so does a strict one reconfigured at run time.
 func TestPostfixBareLF(t *testing.T) {
 	msg := "Subject: bare\r\n\r\nline one\nline two\r\n.\r\n"
+	strict := StartPostfix(t, PostfixOptions{NoTLS: true})
 	for _, c := range []struct {
-		lenient bool
-		code    string
-	}{{false, "5"}, {true, "250"}} {
-		pf := StartPostfix(t, PostfixOptions{Lenient: c.lenient, NoTLS: true})
+		name string
+		pf   func() *Postfix
+		code string
+	}{
+		{"strict", func() *Postfix { return strict }, "5"},
+		{"lenient", func() *Postfix { return StartPostfix(t, PostfixOptions{Lenient: true, NoTLS: true}) }, "250"},
+		{"reconfigured", func() *Postfix {
+			strict.Reconfigure(t, map[string]string{"smtpd_forbid_bare_newline": "no"})
+			return strict
+		}, "250"},
+	} {
+		pf := c.pf()
 		conn, err := net.DialTimeout("tcp", pf.Addr(), time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -243,7 +252,7 @@ func TestPostfixBareLF(t *testing.T) {
 		}
 		conn.Write([]byte(msg))
 		if reply := read(); !strings.HasPrefix(reply, c.code) {
-			t.Errorf("lenient=%v: reply to bare-LF message %q, want %s…", c.lenient, reply, c.code)
+			t.Errorf("%s: reply to bare-LF message %q, want %s…", c.name, reply, c.code)
 		}
 		conn.Close()
 	}
