@@ -130,6 +130,7 @@ func newProxyCmd(e *env) *cobra.Command {
 		skipVerify bool
 		xclient    bool
 		logLevel   string
+		cpuProfile string
 		sf         smtpFlags
 		of         outputFlags
 	)
@@ -161,6 +162,13 @@ record per message and per session is written to --log-file.`,
 					return exitError{code: 2, msg: "--upstream-ca: no PEM certificate found in " + upCA}
 				}
 			}
+			if cpuProfile != "" {
+				stop, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return exitError{code: 1, msg: err.Error()}
+				}
+				defer stop()
+			}
 			if err := rc.Validate(); err != nil {
 				return exitError{code: 2, msg: err.Error()}
 			}
@@ -191,6 +199,8 @@ record per message and per session is written to --log-file.`,
 	fs.BoolVar(&skipVerify, "upstream-tls-skip-verify", false, "accept any upstream certificate even with --upstream-tls required (dangerous)")
 	fs.BoolVar(&xclient, "xclient", false, "tell the upstream the real client with XCLIENT (Postfix smtpd_authorized_xclient_hosts)")
 	fs.StringVar(&logLevel, "log-level", "info", "operator log level on standard error: debug, info, warn, error")
+	fs.StringVar(&cpuProfile, "cpu-profile", "", "write a Go CPU profile to this file until exit (for performance work)")
+	_ = fs.MarkHidden("cpu-profile")
 	sf.register(fs)
 	of.register(fs, "-")
 	return cmd

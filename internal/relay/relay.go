@@ -145,8 +145,8 @@ func (s *session) dial(ctx context.Context) error {
 		return &smtpd.ReplyError{Reply: replyUnavailable, Reason: "upstream unavailable: " + shortErr(err)}
 	}
 	s.nc = nc
-	s.br = bufio.NewReaderSize(nc, 16*1024)
-	s.bw = bufio.NewWriterSize(nc, 32*1024)
+	s.br = bufio.NewReaderSize(nc, 4*1024)
+	s.bw = bufio.NewWriterSize(nc, 16*1024)
 	rep, err := s.read(s.b.cfg.CommandTimeout)
 	if err != nil {
 		nc.Close()
@@ -403,8 +403,8 @@ func (s *session) startTLS(ctx context.Context, _ bool) error {
 		return fmt.Errorf("handshake: %s", shortErr(err))
 	}
 	s.nc = tc
-	s.br = bufio.NewReaderSize(tc, 16*1024)
-	s.bw = bufio.NewWriterSize(tc, 32*1024)
+	s.br = bufio.NewReaderSize(tc, 4*1024)
+	s.bw = bufio.NewWriterSize(tc, 16*1024)
 	s.tls = tlsutil.Describe(tc.ConnectionState())
 	s.tls.Trust = "verified"
 	if verifyErr != nil {

@@ -127,8 +127,8 @@ func newConnState(s *Server, nc net.Conn, implicitTLS bool) *conn {
 		Transcript: c.transcript,
 		Host:       s.cfg.Hostname,
 	}
-	c.br = bufio.NewReaderSize(nc, 64*1024)
-	c.bw = bufio.NewWriterSize(nc, 16*1024)
+	c.br = bufio.NewReaderSize(nc, 8*1024)
+	c.bw = bufio.NewWriterSize(nc, 4*1024)
 	return c
 }
 
@@ -241,8 +241,8 @@ func (c *conn) handshake() bool {
 	st := tc.ConnectionState()
 	c.tlsState = &st
 	c.nc = tc
-	c.br = bufio.NewReaderSize(tc, 64*1024)
-	c.bw = bufio.NewWriterSize(tc, 16*1024)
+	c.br = bufio.NewReaderSize(tc, 8*1024)
+	c.bw = bufio.NewWriterSize(tc, 4*1024)
 	return true
 }
 

@@ -175,7 +175,10 @@ func Normalize(b []byte) []byte {
 // and the end-of-data line ".\r\n" follows. Line starts are after CRLF only,
 // the same rule ReadData uses, so what is read is written back unchanged.
 func DotStuff(w io.Writer, body []byte) error {
-	bw := bufio.NewWriterSize(w, 32*1024)
+	bw, ok := w.(*bufio.Writer)
+	if !ok {
+		bw = bufio.NewWriterSize(w, 32*1024)
+	}
 	lineStart := true
 	start := 0
 	for i := 0; i < len(body); i++ {
@@ -200,6 +203,9 @@ func DotStuff(w io.Writer, body []byte) error {
 	}
 	if _, err := bw.WriteString(".\r\n"); err != nil {
 		return err
+	}
+	if ok {
+		return nil // the caller's buffer; the caller flushes
 	}
 	return bw.Flush()
 }
