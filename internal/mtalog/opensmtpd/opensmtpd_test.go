@@ -1,0 +1,252 @@
+package opensmtpd
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smtplog/smtplog/internal/mtalog"
+	"github.com/smtplog/smtplog/internal/record"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+const testdata = "../../../testdata/opensmtpd"
+
+// readSyslog reads "Mon DD HH:MM:SS host prog[pid]: msg" lines (year 2026,
+// UTC); the real prefix parser lives in package mtalog.
+func readSyslog(t testing.TB, file string) []mtalog.Line {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testdata, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []mtalog.Line
+	for _, raw := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		l := mtalog.Line{Raw: raw, Origin: file}
+		if len(raw) > 16 {
+			if ts, err := time.Parse("2006 Jan _2 15:04:05", "2026 "+raw[:15]); err == nil {
+				l.Time = ts
+			}
+			host, rest, _ := strings.Cut(raw[16:], " ")
+			l.Host = host
+			tag, msg, _ := strings.Cut(rest, ": ")
+			prog, pid, _ := strings.Cut(tag, "[")
+			l.Program = prog
+			l.PID, _ = strconv.Atoi(strings.TrimSuffix(pid, "]"))
+			l.Message = msg
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+func correlate(t testing.TB, lines []mtalog.Line) ([]*record.Record, []string) {
+	c := NewCorrelator(Options{})
+	var recs []*record.Record
+	var unparsed []string
+	emit := func(r *record.Record) { recs = append(recs, r) }
+	for _, l := range lines {
+		if !c.Feed(l, emit) {
+			unparsed = append(unparsed, l.Raw)
+		}
+	}
+	c.Flush(time.Time{}, emit)
+	return recs, unparsed
+}
+
+func golden(t *testing.T, name string, v any) {
+	t.Helper()
+	got, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, '\n')
+	path := filepath.Join(testdata, "golden", name)
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the golden file; run go test -update and review the diff", name)
+	}
+}
+
+var fixtures = []string{"smtpd.log", "handwritten.log"}
+
+func TestGolden(t *testing.T) {
+	for _, f := range fixtures {
+		t.Run(f, func(t *testing.T) {
+			lines := readSyslog(t, f)
+			recs, unparsed := correlate(t, lines)
+			res := struct {
+				Records  []json.RawMessage `json:"records"`
+				Unparsed []string          `json:"unparsed"`
+			}{Unparsed: unparsed}
+			for _, r := range recs {
+				b, err := record.MarshalJSONLine(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				res.Records = append(res.Records, json.RawMessage(bytes.TrimSpace(b)))
+			}
+			golden(t, f+".records.json", res)
+			type out struct {
+				Line  string `json:"line"`
+				Event Event  `json:"event"`
+				Err   string `json:"err,omitempty"`
+			}
+			var evs []out
+			for _, l := range lines {
+				ev, err := Parse(l.Message)
+				o := out{Line: l.Raw, Event: ev}
+				if err != nil {
+					o.Err = err.Error()
+				}
+				evs = append(evs, o)
+			}
+			golden(t, f+".events.json", evs)
+		})
+	}
+}
+
+// TestRealTraffic checks the records of the log a real OpenSMTPD 6.8 wrote
+// for the traffic make-logs.sh sent.
+func TestRealTraffic(t *testing.T) {
+	recs, unparsed := correlate(t, readSyslog(t, "smtpd.log"))
+	if len(unparsed) != 0 {
+		t.Errorf("unparsed: %q", unparsed)
+	}
+	var mixed, one, null, bounce *record.Record
+	var rejected, sessions, tlsErrors int
+	for _, r := range recs {
+		switch {
+		case r.Type == record.TypeSession:
+			sessions++
+			if r.TLS != nil && r.TLS.Error != "" {
+				tlsErrors++
+			}
+		case r.Status == record.StatusRejected:
+			rejected++
+			if len(r.RejectedRcpt) != 1 || r.ReplyCode != 550 || r.ClientIP != "127.0.0.1" {
+				t.Errorf("rejection: %+v", r)
+			}
+		case slices.Contains(r.RcptTo, "dave@defer.test"):
+			mixed = r
+		case slices.Contains(r.RcptTo, "olivia@ok.test"):
+			null = r
+		case slices.Contains(r.RcptTo, "bob@ok.test"):
+			one = r
+		case r.MailFrom != nil && *r.MailFrom == "" && slices.Contains(r.RcptTo, "alice@ok.test"):
+			bounce = r
+		}
+	}
+	if one == nil || one.Status != record.StatusSent || one.Size == 0 || one.ClientIP != "127.0.0.1" || one.Deliveries[0].DSN != "2.0.0" || one.Deliveries[0].Relay != "localhost[127.0.0.1]" {
+		t.Errorf("one: %+v", one)
+	}
+	if mixed == nil || mixed.Status != record.StatusBounced || len(mixed.RcptTo) != 4 || !slices.Contains(mixed.Flags, "incomplete") {
+		t.Errorf("mixed: %+v", mixed)
+	} else {
+		want := map[string]string{"bob@ok.test": "sent", "carol@ok.test": "sent", "dave@defer.test": "deferred", "erin@bounce.test": "bounced"}
+		for _, d := range mixed.Deliveries {
+			if want[d.Rcpt] != d.Status {
+				t.Errorf("mixed: %s is %s", d.Rcpt, d.Status)
+			}
+		}
+	}
+	if null == nil || *null.MailFrom != "" || null.Status != record.StatusSent {
+		t.Errorf("null sender: %+v", null)
+	}
+	if bounce == nil || bounce.Status != record.StatusSent {
+		t.Errorf("bounce report: %+v", bounce)
+	}
+	if rejected != 2 || tlsErrors < 2 || sessions < 8 {
+		t.Errorf("rejected %d, TLS errors %d, sessions %d", rejected, tlsErrors, sessions)
+	}
+}
+
+func TestHandwritten(t *testing.T) {
+	recs, unparsed := correlate(t, readSyslog(t, "handwritten.log"))
+	if len(unparsed) != 2 {
+		t.Errorf("unparsed: %q", unparsed)
+	}
+	var msg, auth *record.Record
+	for _, r := range recs {
+		if r.QueueID == "1a2b3c4d" {
+			msg = r
+		}
+		if r.Type == record.TypeSession && r.Auth != nil && r.Auth.Result == "failure" {
+			auth = r
+		}
+	}
+	if msg == nil || msg.Username != "alice" || msg.TLS == nil || msg.TLS.Version != "TLSv1.3" || msg.Status != record.StatusSent ||
+		len(msg.Deliveries) != 2 || msg.Deliveries[1].Relay != "local" || msg.Deliveries[0].DelayS != 3 {
+		t.Errorf("message: %+v", msg)
+	}
+	if auth == nil || auth.Auth.Username != "mallory" || auth.CloseReason != record.CloseQuit {
+		t.Errorf("auth failure: %+v", auth)
+	}
+}
+
+func TestDetect(t *testing.T) {
+	if Detect(mtalog.Line{Program: "smtpd", Message: "0123456789abcdef smtp connected address=1.2.3.4 host=x"}) != 2 {
+		t.Error("smtp connected")
+	}
+	if Detect(mtalog.Line{Program: "postfix/smtpd", Message: "connect from x[1.2.3.4]"}) != 0 {
+		t.Error("postfix smtpd")
+	}
+	if Detect(mtalog.Line{Program: "smtpd", Message: "info: OpenSMTPD 6.8.0p2 starting"}) != 1 {
+		t.Error("info line")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, fx := range fixtures {
+		for _, l := range readSyslog(f, fx) {
+			f.Add(l.Message)
+		}
+	}
+	f.Fuzz(func(t *testing.T, msg string) {
+		_, _ = Parse(msg)
+		c := NewCorrelator(Options{MaxOpen: 4})
+		emit := func(*record.Record) {}
+		c.Feed(mtalog.Line{Message: msg}, emit)
+		c.Feed(mtalog.Line{Message: msg}, emit)
+		c.Flush(time.Time{}, emit)
+	})
+}
+
+func BenchmarkCorrelate(b *testing.B) {
+	lines := readSyslog(b, "smtpd.log")
+	var n int64
+	for _, l := range lines {
+		n += int64(len(l.Raw) + 1)
+	}
+	b.SetBytes(n)
+	b.ReportAllocs()
+	c := NewCorrelator(Options{})
+	emit := func(*record.Record) {}
+	for b.Loop() {
+		for _, l := range lines {
+			c.Feed(l, emit)
+		}
+	}
+	c.Flush(time.Time{}, emit)
+	b.ReportMetric(float64(b.N*len(lines))/b.Elapsed().Seconds(), "lines/s")
+}
