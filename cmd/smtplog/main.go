@@ -74,6 +74,7 @@ func newRoot(e *env) *cobra.Command {
 	// One line per subcommand; each lives in its own file.
 	root.AddCommand(newVersionCmd(e))
 	root.AddCommand(newProxyCmd(e))
+	root.AddCommand(newServeCmd(e))
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		return applyConfig(cmd, e)
 	}
