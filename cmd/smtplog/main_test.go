@@ -115,7 +115,9 @@ func startServe(t *testing.T, args ...string) (string, *syncBuffer) {
 	e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, e, append([]string{"serve", "--smtp", addr, "--hostname", "capture.test"}, args...)) }()
+	go func() {
+		done <- run(ctx, e, append([]string{"serve", "--smtp", addr, "--hostname", "capture.test"}, args...))
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {

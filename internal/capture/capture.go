@@ -45,8 +45,8 @@ type session struct {
 }
 
 var (
-	_ smtpd.AuthSession = (*session)(nil)
-	ok                  = smtpwire.NewReply(250, "2.0.0", "Ok")
+	_  smtpd.AuthSession = (*session)(nil)
+	ok                   = smtpwire.NewReply(250, "2.0.0", "Ok")
 )
 
 func (s *session) Hello(context.Context, string, bool) (smtpwire.Reply, smtpd.Caps) {
