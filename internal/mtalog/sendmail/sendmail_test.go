@@ -1,0 +1,232 @@
+package sendmail
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smtplog/smtplog/internal/mtalog"
+	"github.com/smtplog/smtplog/internal/record"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+const testdata = "../../../testdata/sendmail"
+
+// readSyslog reads "Mon DD HH:MM:SS host prog[pid]: msg" lines (year 2026,
+// UTC); the real prefix parser lives in package mtalog.
+func readSyslog(t testing.TB, file string) []mtalog.Line {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testdata, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []mtalog.Line
+	for _, raw := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		l := mtalog.Line{Raw: raw, Origin: file}
+		if len(raw) > 16 {
+			if ts, err := time.Parse("2006 Jan _2 15:04:05", "2026 "+raw[:15]); err == nil {
+				l.Time = ts
+			}
+			host, rest, _ := strings.Cut(raw[16:], " ")
+			l.Host = host
+			tag, msg, _ := strings.Cut(rest, ": ")
+			prog, pid, _ := strings.Cut(tag, "[")
+			l.Program = prog
+			l.PID, _ = strconv.Atoi(strings.TrimSuffix(pid, "]"))
+			l.Message = msg
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+func correlate(t testing.TB, lines []mtalog.Line) ([]*record.Record, []string) {
+	c := NewCorrelator(Options{})
+	var recs []*record.Record
+	var unparsed []string
+	emit := func(r *record.Record) { recs = append(recs, r) }
+	for _, l := range lines {
+		if !c.Feed(l, emit) {
+			unparsed = append(unparsed, l.Raw)
+		}
+	}
+	c.Flush(time.Time{}, emit)
+	return recs, unparsed
+}
+
+func golden(t *testing.T, name string, v any) {
+	t.Helper()
+	got, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = append(got, '\n')
+	path := filepath.Join(testdata, "golden", name)
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the golden file; run go test -update and review the diff", name)
+	}
+}
+
+var fixtures = []string{"maillog"}
+
+func TestGolden(t *testing.T) {
+	for _, f := range fixtures {
+		t.Run(f, func(t *testing.T) {
+			lines := readSyslog(t, f)
+			recs, unparsed := correlate(t, lines)
+			res := struct {
+				Records  []json.RawMessage `json:"records"`
+				Unparsed []string          `json:"unparsed"`
+			}{Unparsed: unparsed}
+			for _, r := range recs {
+				b, err := record.MarshalJSONLine(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				res.Records = append(res.Records, json.RawMessage(bytes.TrimSpace(b)))
+			}
+			golden(t, f+".records.json", res)
+			type out struct {
+				Line  string `json:"line"`
+				Event Event  `json:"event"`
+				Err   string `json:"err,omitempty"`
+			}
+			var evs []out
+			for _, l := range lines {
+				ev, err := Parse(l.Message)
+				o := out{Line: l.Raw, Event: ev}
+				if err != nil {
+					o.Err = err.Error()
+				}
+				evs = append(evs, o)
+			}
+			golden(t, f+".events.json", evs)
+		})
+	}
+}
+
+func TestMaillog(t *testing.T) {
+	recs, unparsed := correlate(t, readSyslog(t, "maillog"))
+	if len(unparsed) != 1 || !strings.Contains(unparsed[0], "never logs") {
+		t.Errorf("unparsed: %q", unparsed)
+	}
+	byID := map[string]*record.Record{}
+	var sessions []*record.Record
+	var rejected []*record.Record
+	for _, r := range recs {
+		switch {
+		case r.Type == record.TypeSession:
+			sessions = append(sessions, r)
+		case r.Status == record.StatusRejected:
+			rejected = append(rejected, r)
+		}
+		if r.QueueID != "" {
+			byID[r.QueueID] = r
+		}
+	}
+	m := byID["4BTA0001002001"]
+	if m == nil || m.Status != record.StatusBounced || m.Username != "alice" || m.TLS == nil || m.TLS.Version != "TLSv1.3" ||
+		m.MessageID != "abc123@example.org" || len(m.Deliveries) != 5 || m.ClientIP != "192.0.2.10" ||
+		m.UpstreamTLS == nil || m.UpstreamTLS.Trust != "Verified" || m.Deliveries[0].Relay != "mx.example.net[203.0.113.5]" ||
+		m.Deliveries[1].SMTPResponse != "450 4.2.0 <carol@example.com>... Mailbox full, try again later" {
+		t.Errorf("4BTA0001002001: %+v", m)
+	}
+	if b := byID["4BTA1A05002100"]; b == nil || !slices.Contains(b.Flags, "dsn") || b.Reason != "delivery status notification for 4BTA0001002001" {
+		t.Errorf("bounce: %+v", b)
+	}
+	if e := byID["4BTA3100002303"]; e == nil || e.Status != record.StatusExpired || e.Deliveries[0].DelayS != 5*86400+1 {
+		t.Errorf("expired: %+v", e)
+	}
+	if r := byID["4BTA2800002200"]; r == nil || r.Status != record.StatusRejected || len(r.RejectedRcpt) != 1 || r.ReplyCode != 550 || *r.MailFrom != "spammer@bad.example" {
+		t.Errorf("relaying denied: %+v", r)
+	}
+	if l := byID["4BTA3000002301"]; l == nil || l.Status != record.StatusSent || len(l.RejectedRcpt) != 1 || l.Deliveries[0].Relay != "local" {
+		t.Errorf("local: %+v", l)
+	}
+	if a := byID["4BTA2B00002203"]; a == nil || a.Status != record.StatusAborted || a.Reason == "" {
+		t.Errorf("lost input channel: %+v", a)
+	}
+	if len(rejected) != 3 {
+		t.Errorf("%d rejected records", len(rejected))
+	}
+	var authFail, tlsErr bool
+	for _, s := range sessions {
+		if s.Auth != nil && s.Auth.Result == "failure" && s.Auth.Username == "mallory" && s.Auth.Mechanism == "LOGIN" {
+			authFail = true
+		}
+		if s.TLS != nil && s.TLS.Error != "" {
+			tlsErr = true
+		}
+	}
+	if !authFail || !tlsErr {
+		t.Errorf("sessions: auth failure %v, TLS error %v", authFail, tlsErr)
+	}
+}
+
+func TestDetect(t *testing.T) {
+	if Detect(mtalog.Line{Program: "sm-mta", Message: "4BTA0001002001: from=<a@b>, size=1, class=0, nrcpts=1"}) != 2 {
+		t.Error("from line")
+	}
+	if Detect(mtalog.Line{Program: "postfix/qmgr", Message: "4BTA0001002: from=<a@b>, size=1, nrcpt=1 (queue active)"}) != 0 {
+		t.Error("postfix qmgr line")
+	}
+	if Detect(mtalog.Line{Program: "sendmail", Message: "starting daemon (8.17.1.9): SMTP+queueing@00:10:00"}) != 1 {
+		t.Error("daemon line")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, fx := range fixtures {
+		for _, l := range readSyslog(f, fx) {
+			f.Add(l.Message)
+		}
+	}
+	f.Fuzz(func(t *testing.T, msg string) {
+		_, _ = Parse(msg)
+		c := NewCorrelator(Options{MaxOpen: 4})
+		emit := func(*record.Record) {}
+		c.Feed(mtalog.Line{Message: msg}, emit)
+		c.Feed(mtalog.Line{Message: msg}, emit)
+		c.Flush(time.Time{}, emit)
+	})
+}
+
+func BenchmarkCorrelate(b *testing.B) {
+	lines := readSyslog(b, "maillog")
+	var n int64
+	for _, l := range lines {
+		n += int64(len(l.Raw) + 1)
+	}
+	b.SetBytes(n)
+	b.ReportAllocs()
+	c := NewCorrelator(Options{})
+	emit := func(*record.Record) {}
+	for b.Loop() {
+		for _, l := range lines {
+			c.Feed(l, emit)
+		}
+	}
+	c.Flush(time.Time{}, emit)
+	b.ReportMetric(float64(b.N*len(lines))/b.Elapsed().Seconds(), "lines/s")
+}
