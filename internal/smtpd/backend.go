@@ -70,7 +70,8 @@ type Caps struct {
 	AuthMechs    []string // upper case; empty: no AUTH
 }
 
-// Message is one message handed to Session.Data.
+// Message is one message handed to Session.Data. Body is only valid
+// during the call: a backend that keeps the message must copy it.
 type Message struct {
 	From      smtpwire.Path
 	Rcpts     []smtpwire.Path

@@ -82,6 +82,7 @@ type conn struct {
 	authed     bool
 
 	tx          *transaction
+	dataBuf     *bytes.Buffer // reused for each message's content
 	messages    int
 	errCount    int
 	errs        []string
@@ -852,7 +853,10 @@ func (c *conn) data(cmd smtpwire.Command) bool {
 	}
 	start := c.now()
 	c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.Limits.DataTimeout))
-	res, err := smtpwire.ReadData(c.br, smtpwire.DataLimits{MaxSize: c.caps.Size, MaxLine: 998})
+	if c.dataBuf == nil {
+		c.dataBuf = &bytes.Buffer{}
+	}
+	res, err := smtpwire.ReadDataInto(c.br, smtpwire.DataLimits{MaxSize: c.caps.Size, MaxLine: 998}, c.dataBuf)
 	if err != nil {
 		c.transcript.Add(c.now(), "C", "", fmt.Sprintf("[%d bytes of DATA, incomplete]", res.Size))
 		if isTimeout(err) {
@@ -872,7 +876,11 @@ func (c *conn) data(cmd smtpwire.Command) bool {
 	if res.LongLines > 0 {
 		anoms = append(anoms, "long_lines")
 	}
-	return c.finish(res.Body, res.Size, res.TooLarge, anoms, false)
+	more := c.finish(res.Body, res.Size, res.TooLarge, anoms, false)
+	if c.dataBuf.Cap() > 1<<20 {
+		c.dataBuf = nil // do not hold a large message's memory for the rest of the session
+	}
+	return more
 }
 
 func contentAnomalies(lf, cr, nul int) []string {

@@ -39,8 +39,15 @@ var ErrDataEOF = errors.New("connection closed during DATA")
 // so nothing after it can be executed as a command. A line starts only after
 // CRLF, for ending and for unstuffing alike.
 func ReadData(r *bufio.Reader, lim DataLimits) (DataResult, error) {
+	return ReadDataInto(r, lim, &bytes.Buffer{})
+}
+
+// ReadDataInto is ReadData filling body, which it resets first, so a
+// session can reuse one buffer for all its messages. The result's Body
+// aliases body's storage.
+func ReadDataInto(r *bufio.Reader, lim DataLimits, body *bytes.Buffer) (DataResult, error) {
 	var res DataResult
-	var body bytes.Buffer
+	body.Reset()
 	lineStart := true // just after CRLF (or at the start)
 	lineLen := 0
 	var prev, prev2 byte // last two bytes seen, across fragments
