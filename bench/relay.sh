@@ -29,6 +29,7 @@ wait_port "$sink_port"
 
 copy_port=$(free_port)
 "$out/copyrelay" -listen 127.0.0.1:"$copy_port" -upstream 127.0.0.1:"$sink_port" &
+copy_pid=$!
 wait_port "$copy_port"
 
 proxy_port=$(free_port)
@@ -53,14 +54,16 @@ printf '%-28s %10s %10s %10s   %s\n' mode direct copyrelay smtplog "smtplog/copy
 for flags in "" "-d"; do
 	label="new connection per message"
 	[[ $flags == -d ]] && label="connections reused (-d)"
-	cpu0=$(cpu_seconds "$proxy_pid")
 	d=$(run "$sink_port" "$flags")
+	ccpu0=$(cpu_seconds "$copy_pid")
 	c=$(run "$copy_port" "$flags")
+	ccpu1=$(cpu_seconds "$copy_pid")
+	cpu0=$(cpu_seconds "$proxy_pid")
 	s=$(run "$proxy_port" "$flags")
 	cpu1=$(cpu_seconds "$proxy_pid")
 	ratio=$(python3 -c "print(f'{$s/$c:.2f}')")
 	printf '%-28s %10s %10s %10s   %s\n' "$label" "$d" "$c" "$s" "$ratio"
-	python3 -c "print(f'  smtplog CPU per message: {($cpu1-$cpu0)*1e6/$msgs:.0f} µs')"
+	python3 -c "print(f'  CPU per message: copyrelay {($ccpu1-$ccpu0)*1e6/$msgs:.0f} µs, smtplog {($cpu1-$cpu0)*1e6/$msgs:.0f} µs')"
 done
 echo "smtplog peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$proxy_pid/status)"
 echo "records written: $(wc -l <"$out/records.jsonl")"
