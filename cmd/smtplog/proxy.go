@@ -113,6 +113,42 @@ func (f *outputFlags) open(e *env) (*file.Sink, error) {
 	return file.Open(f.logFile, format, e.stdout, f.sync)
 }
 
+// upstreamFlags configure the relay's leg to the upstream MTA.
+type upstreamFlags struct {
+	addr       string
+	tlsMode    string
+	ca         string
+	skipVerify bool
+	xclient    bool
+}
+
+func (f *upstreamFlags) register(fs *pflag.FlagSet, addrFlag, addrHelp string) {
+	fs.StringVar(&f.addr, addrFlag, "", addrHelp)
+	fs.StringVar(&f.tlsMode, "upstream-tls", relay.TLSOpportunistic, "STARTTLS to the upstream: required, opportunistic or none")
+	fs.StringVar(&f.ca, "upstream-ca", "", "CA certificates (PEM) that verify the upstream's certificate (default: the system's)")
+	fs.BoolVar(&f.skipVerify, "upstream-tls-skip-verify", false, "accept any upstream certificate even with --upstream-tls required (dangerous)")
+	fs.BoolVar(&f.xclient, "xclient", false, "tell the upstream the real client with XCLIENT (Postfix smtpd_authorized_xclient_hosts)")
+}
+
+// backend validates the flags and builds the relay backend.
+func (f *upstreamFlags) backend() (*relay.Backend, error) {
+	rc := relay.Config{Upstream: f.addr, TLSMode: f.tlsMode, SkipVerify: f.skipVerify, XClient: f.xclient}
+	if f.ca != "" {
+		pem, err := os.ReadFile(f.ca)
+		if err != nil {
+			return nil, fmt.Errorf("--upstream-ca: %w", err)
+		}
+		rc.RootCAs = x509.NewCertPool()
+		if !rc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--upstream-ca: no PEM certificate found in %s", f.ca)
+		}
+	}
+	if err := rc.Validate(); err != nil {
+		return nil, err
+	}
+	return relay.New(rc), nil
+}
+
 func operatorLogger(e *env, level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
@@ -124,11 +160,7 @@ func operatorLogger(e *env, level string) (*slog.Logger, error) {
 func newProxyCmd(e *env) *cobra.Command {
 	var (
 		listen     string
-		upstream   string
-		upTLS      string
-		upCA       string
-		skipVerify bool
-		xclient    bool
+		up         upstreamFlags
 		logLevel   string
 		cpuProfile string
 		sf         smtpFlags
@@ -144,23 +176,16 @@ record per message and per session is written to --log-file.`,
   smtplog proxy --listen 127.0.0.1:2525 --upstream 127.0.0.1:10025 --upstream-tls none --log-file /var/log/smtplog.jsonl`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if upstream == "" {
+			if up.addr == "" {
 				return exitError{code: 2, msg: "proxy: --upstream HOST:PORT is required (the MTA to relay to)"}
 			}
 			log, err := operatorLogger(e, logLevel)
 			if err != nil {
 				return exitError{code: 2, msg: err.Error()}
 			}
-			rc := relay.Config{Upstream: upstream, TLSMode: upTLS, SkipVerify: skipVerify, XClient: xclient}
-			if upCA != "" {
-				pem, err := os.ReadFile(upCA)
-				if err != nil {
-					return exitError{code: 2, msg: fmt.Sprintf("--upstream-ca: %v", err)}
-				}
-				rc.RootCAs = x509.NewCertPool()
-				if !rc.RootCAs.AppendCertsFromPEM(pem) {
-					return exitError{code: 2, msg: "--upstream-ca: no PEM certificate found in " + upCA}
-				}
+			be, err := up.backend()
+			if err != nil {
+				return exitError{code: 2, msg: err.Error()}
 			}
 			if cpuProfile != "" {
 				stop, err := startCPUProfile(cpuProfile)
@@ -168,9 +193,6 @@ record per message and per session is written to --log-file.`,
 					return exitError{code: 1, msg: err.Error()}
 				}
 				defer stop()
-			}
-			if err := rc.Validate(); err != nil {
-				return exitError{code: 2, msg: err.Error()}
 			}
 			scfg, err := sf.config(smtpd.DataReject)
 			if err != nil {
@@ -187,17 +209,13 @@ record per message and per session is written to --log-file.`,
 			scfg.Source = record.SourceProxy
 			scfg.Handler = out
 			scfg.Logger = log
-			scfg.Upstream = upstream
-			return runSMTP(cmd.Context(), log, scfg, relay.New(rc), listen, sf.tlsListen)
+			scfg.Upstream = up.addr
+			return runSMTP(cmd.Context(), log, scfg, be, listen, sf.tlsListen)
 		},
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&listen, "listen", "127.0.0.1:2525", "address for SMTP clients (plain, with STARTTLS)")
-	fs.StringVar(&upstream, "upstream", "", "the MTA to relay to, HOST:PORT")
-	fs.StringVar(&upTLS, "upstream-tls", relay.TLSOpportunistic, "STARTTLS to the upstream: required, opportunistic or none")
-	fs.StringVar(&upCA, "upstream-ca", "", "CA certificates (PEM) that verify the upstream's certificate (default: the system's)")
-	fs.BoolVar(&skipVerify, "upstream-tls-skip-verify", false, "accept any upstream certificate even with --upstream-tls required (dangerous)")
-	fs.BoolVar(&xclient, "xclient", false, "tell the upstream the real client with XCLIENT (Postfix smtpd_authorized_xclient_hosts)")
+	up.register(fs, "upstream", "the MTA to relay to, HOST:PORT")
 	fs.StringVar(&logLevel, "log-level", "info", "operator log level on standard error: debug, info, warn, error")
 	fs.StringVar(&cpuProfile, "cpu-profile", "", "write a Go CPU profile to this file until exit (for performance work)")
 	_ = fs.MarkHidden("cpu-profile")

@@ -254,8 +254,8 @@ func TestRelayTLSBothLegs(t *testing.T) {
 func TestRelayUpstreamTLSRequiredFails(t *testing.T) {
 	pf := testenv.StartPostfix(t, testenv.PostfixOptions{})
 	p := startProxy(t, relay.Config{Upstream: pf.Addr(), TLSMode: relay.TLSRequired, RootCAs: testenv.NewCA(t).CertPool(), ServerName: "127.0.0.1"}, nil)
-	c := dialRaw(t, p.addr)
-	c.cmd("EHLO client.example", 421)
+	c := testenv.DialSMTP(t, p.addr)
+	c.Cmd("EHLO client.example", 421)
 	s := p.waitSessions(t, 1)[0]
 	if s.UpstreamTLS == nil || s.UpstreamTLS.Used || !strings.Contains(s.Reason, "certificate") {
 		t.Errorf("session record: reason %q upstream_tls %+v", s.Reason, s.UpstreamTLS)
@@ -334,17 +334,17 @@ func TestRelayUpstreamErrors(t *testing.T) {
 		t.Run(tc.status, func(t *testing.T) {
 			sink := testenv.StartSink(t, tc.flag, ".")
 			p := startProxy(t, relay.Config{Upstream: sink.Addr(), TLSMode: relay.TLSNone}, nil)
-			c := dialRaw(t, p.addr)
-			c.cmd("EHLO client.example", 250)
-			c.cmd("MAIL FROM:<a@shop.example>", 250)
-			c.cmd("RCPT TO:<v@dest.example>", 250)
-			c.cmd("DATA", 354)
-			c.send("Subject: x\r\n\r\nbody\r\n.\r\n")
-			rep := c.read()
+			c := testenv.DialSMTP(t, p.addr)
+			c.Cmd("EHLO client.example", 250)
+			c.Cmd("MAIL FROM:<a@shop.example>", 250)
+			c.Cmd("RCPT TO:<v@dest.example>", 250)
+			c.Cmd("DATA", 354)
+			c.Send("Subject: x\r\n\r\nbody\r\n.\r\n")
+			rep := c.Read()
 			if rep.Class() != tc.code {
 				t.Fatalf("final reply %q", rep.String())
 			}
-			c.cmd("QUIT", 221)
+			c.Cmd("QUIT", 221)
 			m := p.waitMessages(t, 1)[0]
 			if m.Status != tc.status || m.ReplyCode != rep.Code || m.SMTPResponse != rep.Full() {
 				t.Errorf("record %s %d %q, client got %q", m.Status, m.ReplyCode, m.SMTPResponse, rep.Full())
@@ -378,13 +378,13 @@ func TestRelayUpstreamDown(t *testing.T) {
 func TestRelayUpstreamDropsAfterDot(t *testing.T) {
 	sink := testenv.StartSink(t, "-q", ".")
 	p := startProxy(t, relay.Config{Upstream: sink.Addr(), TLSMode: relay.TLSNone}, nil)
-	c := dialRaw(t, p.addr)
-	c.cmd("EHLO client.example", 250)
-	c.cmd("MAIL FROM:<a@shop.example>", 250)
-	c.cmd("RCPT TO:<v@dest.example>", 250)
-	c.cmd("DATA", 354)
-	c.send("Subject: x\r\n\r\nbody\r\n.\r\n")
-	rep := c.read()
+	c := testenv.DialSMTP(t, p.addr)
+	c.Cmd("EHLO client.example", 250)
+	c.Cmd("MAIL FROM:<a@shop.example>", 250)
+	c.Cmd("RCPT TO:<v@dest.example>", 250)
+	c.Cmd("DATA", 354)
+	c.Send("Subject: x\r\n\r\nbody\r\n.\r\n")
+	rep := c.Read()
 	if rep.Code != 451 {
 		t.Fatalf("reply %q", rep.String())
 	}
@@ -406,14 +406,14 @@ func TestSmugglingNeverReachesLenientPostfix(t *testing.T) {
 			pf := testenv.StartPostfix(t, testenv.PostfixOptions{Lenient: true})
 			p := startProxy(t, relay.Config{Upstream: pf.Addr(), TLSMode: relay.TLSNone}, func(c *smtpd.Config) { c.DataPolicy = policy })
 			for i, seq := range seqs {
-				c := dialRaw(t, p.addr)
-				c.cmd("EHLO client.example", 250)
-				c.cmd("MAIL FROM:<app@shop.example>", 250)
-				c.cmd("RCPT TO:<v@up.test>", 250)
-				c.cmd("DATA", 354)
-				c.send(fmt.Sprintf("Message-ID: <smug-%d@shop.example>\r\nSubject: s\r\n\r\nbody", i) + seq +
+				c := testenv.DialSMTP(t, p.addr)
+				c.Cmd("EHLO client.example", 250)
+				c.Cmd("MAIL FROM:<app@shop.example>", 250)
+				c.Cmd("RCPT TO:<v@up.test>", 250)
+				c.Cmd("DATA", 354)
+				c.Send(fmt.Sprintf("Message-ID: <smug-%d@shop.example>\r\nSubject: s\r\n\r\nbody", i) + seq +
 					"MAIL FROM:<ceo@bank.test>\r\nRCPT TO:<v@up.test>\r\nDATA\r\nFrom: ceo@bank.test\r\n\r\nSMUGGLED\r\n.\r\n")
-				rep := c.read()
+				rep := c.Read()
 				want := 554
 				if policy == smtpd.DataNormalize {
 					want = 250
@@ -421,7 +421,7 @@ func TestSmugglingNeverReachesLenientPostfix(t *testing.T) {
 				if rep.Code != want {
 					t.Errorf("%q: reply %q", seq, rep.String())
 				}
-				c.cmd("QUIT", 221)
+				c.Cmd("QUIT", 221)
 			}
 			p.waitMessages(t, len(seqs))
 			if policy == smtpd.DataNormalize {
@@ -551,10 +551,10 @@ func TestAuthPassThroughNeverLeaksSecret(t *testing.T) {
 	}
 	// A failed AUTH, and AUTH before STARTTLS.
 	outputs = append(outputs, swaks(t, "-s", host, "-p", port, "--tls", "--auth", "PLAIN", "--auth-user", canaryUser, "--auth-password", canaryPass+"x", "-t", "v@dest.example"))
-	c := dialRaw(t, p.addr)
-	c.cmd("EHLO x.example", 250)
-	c.cmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00"+canaryUser+"\x00"+canaryPass)), 538)
-	c.cmd("QUIT", 221)
+	c := testenv.DialSMTP(t, p.addr)
+	c.Cmd("EHLO x.example", 250)
+	c.Cmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00"+canaryUser+"\x00"+canaryPass)), 538)
+	c.Cmd("QUIT", 221)
 
 	ms := p.waitMessages(t, 2)
 	ss := p.waitSessions(t, 4)
@@ -628,8 +628,8 @@ func TestUpstreamStartTLSResponseInjection(t *testing.T) {
 		}
 	})
 	p := startProxy(t, relay.Config{Upstream: up.addr, TLSMode: relay.TLSRequired, SkipVerify: true}, nil)
-	c := dialRaw(t, p.addr)
-	c.cmd("EHLO client.example", 421)
+	c := testenv.DialSMTP(t, p.addr)
+	c.Cmd("EHLO client.example", 421)
 	s := p.waitSessions(t, 1)[0]
 	if !strings.Contains(s.Reason, "response injection") {
 		t.Errorf("reason %q", s.Reason)
@@ -648,73 +648,17 @@ func TestXClient(t *testing.T) {
 	sink := testenv.StartSink(t)
 	pf := testenv.StartPostfix(t, testenv.PostfixOptions{RelayHost: sink.Addr(), XClientHosts: "127.0.0.0/8"})
 	p := startProxy(t, relay.Config{Upstream: pf.Addr(), TLSMode: relay.TLSNone, XClient: true}, nil)
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.5")}}
-	nc, err := d.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &rawClient{t: t, nc: nc, br: bufio.NewReader(nc)}
-	nc.SetDeadline(time.Now().Add(20 * time.Second))
-	c.expect(220)
-	c.cmd("EHLO app.example", 250)
-	c.cmd("MAIL FROM:<a@shop.example>", 250)
-	c.cmd("RCPT TO:<v@dest.example>", 250)
-	c.cmd("DATA", 354)
-	c.send("Message-ID: <xclient-1@shop.example>\r\n\r\nx\r\n.\r\n")
-	c.expect(250)
-	c.cmd("QUIT", 221)
+	c := testenv.DialSMTPFrom(t, "127.0.0.5", p.addr, 220)
+	c.Cmd("EHLO app.example", 250)
+	c.Cmd("MAIL FROM:<a@shop.example>", 250)
+	c.Cmd("RCPT TO:<v@dest.example>", 250)
+	c.Cmd("DATA", 354)
+	c.Send("Message-ID: <xclient-1@shop.example>\r\n\r\nx\r\n.\r\n")
+	c.Expect(250)
+	c.Cmd("QUIT", 221)
 	qid := pf.QueueIDFor(t, "<xclient-1@shop.example>", 20*time.Second)
 	lines := pf.WaitLog(t, regexp.MustCompile(qid+`: client=`), 10*time.Second)
 	if !strings.Contains(lines[0], "127.0.0.5") {
 		t.Errorf("Postfix logged %q, want the real client 127.0.0.5", lines[0])
 	}
-}
-
-type rawClient struct {
-	t  *testing.T
-	nc net.Conn
-	br *bufio.Reader
-}
-
-func dialRaw(t *testing.T, addr string) *rawClient {
-	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	nc.SetDeadline(time.Now().Add(30 * time.Second))
-	c := &rawClient{t: t, nc: nc, br: bufio.NewReader(nc)}
-	c.expect(220)
-	return c
-}
-
-func (c *rawClient) send(s string) {
-	if _, err := c.nc.Write([]byte(s)); err != nil {
-		c.t.Fatalf("write: %v", err)
-	}
-}
-
-func (c *rawClient) read() smtpwire.Reply {
-	c.t.Helper()
-	rep, _, err := smtpwire.ReadReply(c.br, 4096)
-	if err != nil {
-		c.t.Fatalf("read reply: %v", err)
-	}
-	return rep
-}
-
-func (c *rawClient) expect(code int) smtpwire.Reply {
-	c.t.Helper()
-	rep := c.read()
-	if rep.Code != code {
-		c.t.Fatalf("got %q, want %d", rep.Full(), code)
-	}
-	return rep
-}
-
-func (c *rawClient) cmd(line string, code int) smtpwire.Reply {
-	c.t.Helper()
-	c.send(line + "\r\n")
-	return c.expect(code)
 }

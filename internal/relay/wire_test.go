@@ -19,14 +19,14 @@ func TestDotStuffingRoundTrip(t *testing.T) {
 	p := startProxy(t, relay.Config{Upstream: sink.Addr(), TLSMode: relay.TLSNone}, nil)
 	body := "Subject: dots\r\n\r\n.\r\n..\r\n.foo\r\n..bar\r\nmiddle . line\r\n8-bit: \xc3\xa9t\xc3\xa9\r\nlast\r\n"
 	stuffed := strings.ReplaceAll("\r\n"+body, "\r\n.", "\r\n..")[2:]
-	c := dialRaw(t, p.addr)
-	c.cmd("EHLO client.example", 250)
-	c.cmd("MAIL FROM:<a@shop.example>", 250)
-	c.cmd("RCPT TO:<v@dest.example>", 250)
-	c.cmd("DATA", 354)
-	c.send(stuffed + ".\r\n")
-	c.expect(250)
-	c.cmd("QUIT", 221)
+	c := testenv.DialSMTP(t, p.addr)
+	c.Cmd("EHLO client.example", 250)
+	c.Cmd("MAIL FROM:<a@shop.example>", 250)
+	c.Cmd("RCPT TO:<v@dest.example>", 250)
+	c.Cmd("DATA", 354)
+	c.Send(stuffed + ".\r\n")
+	c.Expect(250)
+	c.Cmd("QUIT", 221)
 	m := p.waitMessages(t, 1)[0]
 	sum := sha256.Sum256([]byte(body))
 	if m.BodySHA256 != hex.EncodeToString(sum[:]) || m.Size != int64(len(body)) {
@@ -56,8 +56,8 @@ func TestDotStuffingRoundTrip(t *testing.T) {
 func TestCapabilitiesMirrored(t *testing.T) {
 	sink := testenv.StartSink(t, "-8") // no 8BITMIME; smtp-sink has no SMTPUTF8 or CHUNKING either
 	p := startProxy(t, relay.Config{Upstream: sink.Addr(), TLSMode: relay.TLSNone}, nil)
-	c := dialRaw(t, p.addr)
-	ehlo := strings.Join(c.cmd("EHLO client.example", 250).Lines, "|")
+	c := testenv.DialSMTP(t, p.addr)
+	ehlo := strings.Join(c.Cmd("EHLO client.example", 250).Lines, "|")
 	for _, absent := range []string{"8BITMIME", "SMTPUTF8", "CHUNKING"} {
 		if strings.Contains(ehlo, absent) {
 			t.Errorf("offered %s the upstream lacks: %s", absent, ehlo)
@@ -68,11 +68,11 @@ func TestCapabilitiesMirrored(t *testing.T) {
 			t.Errorf("%s missing: %s", present, ehlo)
 		}
 	}
-	c.cmd("MAIL FROM:<a@shop.example> BODY=8BITMIME", 555)
-	c.cmd("MAIL FROM:<a@shop.example> SMTPUTF8", 555)
-	c.cmd("MAIL FROM:<jürgen@shop.example>", 553)
-	c.cmd("MAIL FROM:<a@shop.example> RET=HDRS", 250)
-	c.cmd("RCPT TO:<v@dest.example> NOTIFY=FAILURE", 250)
-	c.send("BDAT 3 LAST\r\nabc")
-	c.expect(502)
+	c.Cmd("MAIL FROM:<a@shop.example> BODY=8BITMIME", 555)
+	c.Cmd("MAIL FROM:<a@shop.example> SMTPUTF8", 555)
+	c.Cmd("MAIL FROM:<jürgen@shop.example>", 553)
+	c.Cmd("MAIL FROM:<a@shop.example> RET=HDRS", 250)
+	c.Cmd("RCPT TO:<v@dest.example> NOTIFY=FAILURE", 250)
+	c.Send("BDAT 3 LAST\r\nabc")
+	c.Expect(502)
 }
