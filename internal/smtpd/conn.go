@@ -212,6 +212,9 @@ func (c *conn) serve() {
 	c.reply(smtpwire.NewReply(220, "", c.s.cfg.Hostname+" ESMTP smtplog"))
 	for c.step() {
 	}
+	// Whatever the last step answered goes out before the connection closes.
+	c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	c.bw.Flush()
 	c.closeSession()
 }
 
@@ -306,6 +309,7 @@ func (c *conn) step() bool {
 		return false
 	}
 	if c.br.Buffered() == 0 {
+		c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.Limits.CommandTimeout))
 		if err := c.bw.Flush(); err != nil {
 			c.lost(err)
 			return false

@@ -699,3 +699,38 @@ func TestImplicitTLS(t *testing.T) {
 		t.Errorf("implicit TLS records: served %v, refused %v", ok, failed)
 	}
 }
+
+// TestErrorLimit: after the error limit the session ends, and
+// commands the client had already pipelined are never executed.
+func TestErrorLimit(t *testing.T) {
+	h := start(t, func(c *Config) { c.Limits.HardErrorLimit = 5 })
+	c := h.dial()
+	c.Cmd("EHLO x.example", 250)
+	for i := 0; i < 4; i++ {
+		c.Cmd("BOGUS", 500)
+	}
+	c.Send("BOGUS\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<v@up.test>\r\nDATA\r\n")
+	c.Expect(500)
+	c.Expect(421)
+	if !c.Closed() {
+		t.Error("session not closed after the error limit")
+	}
+	if len(h.be.mails) != 0 {
+		t.Errorf("pipelined commands ran after the limit: %q", h.be.mails)
+	}
+	// Failed AUTH attempts count too.
+	c = h.dial()
+	c.Cmd("EHLO x.example", 250)
+	for i := 0; i < 4; i++ {
+		c.Cmd("AUTH PLAIN AGZvbwBiYXI=", 538)
+	}
+	c.Send("AUTH PLAIN AGZvbwBiYXI=\r\n")
+	c.Expect(538)
+	c.Expect(421)
+	s := byType(h.wait(2), record.TypeSession)
+	for _, r := range s {
+		if r.CloseReason != "error" || r.Reason != "too many errors" {
+			t.Errorf("session %q %q", r.CloseReason, r.Reason)
+		}
+	}
+}
