@@ -19,6 +19,9 @@ type Line struct {
 	Message string    // the text after "program[pid]: "
 	Raw     string    // the whole line as read, without its newline
 	Origin  string    // where it came from: a file name, "-", or a syslog peer
+	// Truncated is set when the line was longer than the source's limit and
+	// Raw (and Message) hold only its beginning.
+	Truncated bool
 }
 
 // Correlator turns the lines of one MTA into records, joining lines by queue

@@ -1,0 +1,333 @@
+package mtalog
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/smtplog/smtplog/internal/record"
+)
+
+// Dialect describes one MTA's logs to the Pipeline. Each MTA subpackage
+// offers one (postfix.Dialect()); cmd/smtplog lists them, one line each.
+type Dialect struct {
+	// Name is the --mta value: "postfix", "exim", "sendmail", "opensmtpd".
+	Name string
+	// Claims reports whether a syslog program name belongs to this MTA
+	// ("postfix/smtpd", "exim4", "sm-mta"); used by --mta auto.
+	Claims func(program string) bool
+	// ParseRaw, optional, parses the MTA's own log file lines that carry no
+	// syslog prefix (Exim's mainlog); it is tried after ParseLine fails and
+	// must set Program to a name Claims accepts.
+	ParseRaw LineParser
+	// New returns a fresh correlator.
+	New func(CorrelatorOptions) Correlator
+}
+
+// CorrelatorOptions is what every correlator is configured with.
+type CorrelatorOptions struct {
+	// MaxOpen bounds the messages (or sessions) kept open; when it is
+	// reached the least recently seen is flushed as incomplete. 0 means
+	// DefaultMaxOpen.
+	MaxOpen int
+}
+
+// DefaultMaxOpen is the default bound on open messages per correlator.
+const DefaultMaxOpen = 200000
+
+// Parsers returns a LineParser that tries ParseLine and then each dialect's
+// ParseRaw.
+func Parsers(ds []Dialect) LineParser {
+	var raws []LineParser
+	for _, d := range ds {
+		if d.ParseRaw != nil {
+			raws = append(raws, d.ParseRaw)
+		}
+	}
+	if len(raws) == 0 {
+		return ParseLine
+	}
+	return func(raw string, ref time.Time) (Line, error) {
+		l, err := ParseLine(raw, ref)
+		if err == nil {
+			return l, nil
+		}
+		for _, p := range raws {
+			if l2, err2 := p(raw, ref); err2 == nil {
+				return l2, nil
+			}
+		}
+		return l, err
+	}
+}
+
+// PipelineOptions configures a Pipeline.
+type PipelineOptions struct {
+	// Dialects are the MTAs known; MTA selects one by name, or "auto" (or
+	// "") lets each line go to the dialect that claims its program.
+	Dialects []Dialect
+	MTA      string
+	// Handler receives every record.
+	Handler record.Handler
+	// Unparsed, when set, receives each line no correlator understood, as
+	// read, one per line.
+	Unparsed io.Writer
+	// FlushAfter: a message with no line for this long (in log time) is
+	// flushed as incomplete. 0 means DefaultFlushAfter.
+	FlushAfter time.Duration
+	// Correlator options passed to every dialect.
+	Correlator CorrelatorOptions
+}
+
+// DefaultFlushAfter is how long an idle message is kept open by default;
+// Postfix's default maximal_queue_lifetime is five days.
+const DefaultFlushAfter = 5 * 24 * time.Hour
+
+// Stats counts what a Pipeline did.
+type Stats struct {
+	Lines     int64            // lines fed
+	Records   int64            // records emitted
+	Truncated int64            // lines longer than the limit
+	Unparsed  map[string]int64 // per program ("" when the prefix did not parse)
+	PerMTA    map[string]int64 // lines understood per dialect
+}
+
+// UnparsedTotal sums Unparsed.
+func (s Stats) UnparsedTotal() int64 {
+	var n int64
+	for _, v := range s.Unparsed {
+		n += v
+	}
+	return n
+}
+
+// Summary is a one-line description for operators.
+func (s Stats) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d lines, %d records, %d unparsed", s.Lines, s.Records, s.UnparsedTotal())
+	if s.Truncated > 0 {
+		fmt.Fprintf(&b, ", %d truncated", s.Truncated)
+	}
+	progs := make([]string, 0, len(s.Unparsed))
+	for p := range s.Unparsed {
+		progs = append(progs, p)
+	}
+	sort.Slice(progs, func(i, j int) bool {
+		if s.Unparsed[progs[i]] != s.Unparsed[progs[j]] {
+			return s.Unparsed[progs[i]] > s.Unparsed[progs[j]]
+		}
+		return progs[i] < progs[j]
+	})
+	for i, p := range progs {
+		if i == 0 {
+			b.WriteString(" (")
+		} else {
+			b.WriteString(", ")
+		}
+		name := p
+		if name == "" {
+			name = "no prefix"
+		}
+		fmt.Fprintf(&b, "%s: %d", name, s.Unparsed[p])
+	}
+	if len(progs) > 0 {
+		b.WriteString(")")
+	}
+	return b.String()
+}
+
+// Pipeline dispatches lines to correlators by program, counts and keeps
+// what nobody understood, flushes idle messages and passes records to a
+// Handler. It is not safe for concurrent use: one goroutine drives it,
+// through Run or through Feed and Flush.
+type Pipeline struct {
+	opt      PipelineOptions
+	fixed    int // index into dialects when MTA names one, else -1
+	corrs    []Correlator
+	byProg   map[string]int // program -> dialect index, -1 for none
+	stats    Stats
+	lastTime time.Time
+	lastScan time.Time
+	err      error
+	pending  []*record.Record // emitted by a correlator, not yet handled
+	emit     func(*record.Record)
+}
+
+// NewPipeline checks opt and returns a Pipeline.
+func NewPipeline(opt PipelineOptions) (*Pipeline, error) {
+	if opt.Handler == nil {
+		return nil, fmt.Errorf("mtalog: pipeline needs a record handler")
+	}
+	if opt.FlushAfter <= 0 {
+		opt.FlushAfter = DefaultFlushAfter
+	}
+	p := &Pipeline{
+		opt:    opt,
+		fixed:  -1,
+		byProg: map[string]int{},
+		stats:  Stats{Unparsed: map[string]int64{}, PerMTA: map[string]int64{}},
+		corrs:  make([]Correlator, len(opt.Dialects)),
+	}
+	if opt.MTA != "" && opt.MTA != "auto" {
+		for i, d := range opt.Dialects {
+			if d.Name == opt.MTA {
+				p.fixed = i
+			}
+		}
+		if p.fixed < 0 {
+			return nil, fmt.Errorf("unknown MTA %q: use auto or one of %s", opt.MTA, strings.Join(DialectNames(opt.Dialects), ", "))
+		}
+	}
+	p.emit = func(r *record.Record) { p.pending = append(p.pending, r) }
+	return p, nil
+}
+
+// DialectNames lists the names of ds.
+func DialectNames(ds []Dialect) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.Name
+	}
+	return out
+}
+
+func (p *Pipeline) correlator(i int) Correlator {
+	if p.corrs[i] == nil {
+		p.corrs[i] = p.opt.Dialects[i].New(p.opt.Correlator)
+	}
+	return p.corrs[i]
+}
+
+// dialectFor returns the index of the dialect for a program, or -1.
+func (p *Pipeline) dialectFor(program string) int {
+	if p.fixed >= 0 {
+		return p.fixed
+	}
+	if i, ok := p.byProg[program]; ok {
+		return i
+	}
+	idx := -1
+	for i, d := range p.opt.Dialects {
+		if d.Claims != nil && d.Claims(program) {
+			idx = i
+			break
+		}
+	}
+	if len(p.byProg) < 4096 { // bounded: program names are few in real logs
+		p.byProg[strings.Clone(program)] = idx
+	}
+	return idx
+}
+
+// Feed passes one line to its correlator. It returns the Handler's error,
+// after which the Pipeline should not be used.
+func (p *Pipeline) Feed(ctx context.Context, l Line) error {
+	if p.err != nil {
+		return p.err
+	}
+	p.stats.Lines++
+	if l.Truncated {
+		p.stats.Truncated++
+	}
+	ok := false
+	if l.Program != "" {
+		if i := p.dialectFor(l.Program); i >= 0 {
+			ok = p.correlator(i).Feed(l, p.emit)
+			if ok {
+				p.stats.PerMTA[p.opt.Dialects[i].Name]++
+			}
+		}
+	}
+	if !ok {
+		p.unparsed(l)
+	}
+	if l.Time.After(p.lastTime) {
+		p.lastTime = l.Time
+	}
+	// Flush idle messages at most once a minute of log time.
+	if p.lastTime.Sub(p.lastScan) >= time.Minute {
+		p.lastScan = p.lastTime
+		p.flush(p.lastTime.Add(-p.opt.FlushAfter))
+	}
+	p.drain(ctx)
+	return p.err
+}
+
+// drain hands the records emitted so far to the Handler.
+func (p *Pipeline) drain(ctx context.Context) {
+	for i, r := range p.pending {
+		if p.err == nil {
+			p.stats.Records++
+			if err := p.opt.Handler.Handle(ctx, r); err != nil {
+				p.err = err
+			}
+		}
+		p.pending[i] = nil
+	}
+	p.pending = p.pending[:0]
+}
+
+func (p *Pipeline) unparsed(l Line) {
+	prog := l.Program
+	if _, ok := p.stats.Unparsed[prog]; !ok {
+		prog = strings.Clone(prog)
+	}
+	p.stats.Unparsed[prog]++
+	if p.opt.Unparsed != nil && p.err == nil {
+		if _, err := io.WriteString(p.opt.Unparsed, l.Raw+"\n"); err != nil {
+			p.err = fmt.Errorf("write unparsed lines: %w", err)
+		}
+	}
+}
+
+func (p *Pipeline) flush(before time.Time) {
+	for _, c := range p.corrs {
+		if c != nil {
+			c.Flush(before, p.emit)
+		}
+	}
+}
+
+// Flush emits every open message that has seen no line since before (all
+// of them when before is zero).
+func (p *Pipeline) Flush(ctx context.Context, before time.Time) error {
+	if p.err != nil {
+		return p.err
+	}
+	p.flush(before)
+	p.drain(ctx)
+	return p.err
+}
+
+// Run feeds every line of src, then flushes everything still open.
+func (p *Pipeline) Run(ctx context.Context, src Source) error {
+	var ferr error
+	err := src.Lines(ctx, func(l Line) bool {
+		ferr = p.Feed(ctx, l)
+		return ferr == nil
+	})
+	if ferr != nil {
+		return ferr
+	}
+	if err != nil {
+		return err
+	}
+	return p.Flush(context.WithoutCancel(ctx), time.Time{})
+}
+
+// Stats returns a copy of the counters.
+func (p *Pipeline) Stats() Stats {
+	s := p.stats
+	s.Unparsed = make(map[string]int64, len(p.stats.Unparsed))
+	for k, v := range p.stats.Unparsed {
+		s.Unparsed[k] = v
+	}
+	s.PerMTA = make(map[string]int64, len(p.stats.PerMTA))
+	for k, v := range p.stats.PerMTA {
+		s.PerMTA[k] = v
+	}
+	return s
+}

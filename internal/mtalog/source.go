@@ -1,0 +1,362 @@
+package mtalog
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// A Source yields Lines in order until it is exhausted, ctx is done, or
+// yield returns false. It returns nil at the end of its input and when yield
+// stopped it; ctx.Err() when cancelled. Files, stdin, followed files and the
+// syslog receiver are Sources; they parse prefixes themselves (usually with a
+// LineParser) and yield lines whose prefix did not parse with Program "" and
+// the raw text in Raw, so the Pipeline counts and keeps them.
+type Source interface {
+	Lines(ctx context.Context, yield func(Line) bool) error
+}
+
+// SourceFunc adapts a function to Source.
+type SourceFunc func(ctx context.Context, yield func(Line) bool) error
+
+// Lines calls f.
+func (f SourceFunc) Lines(ctx context.Context, yield func(Line) bool) error { return f(ctx, yield) }
+
+// LineParser splits a raw line into a Line; ParseLine is one, and
+// Parsers.Parse (the syslog shapes plus each MTA's own file formats) another.
+type LineParser func(raw string, ref time.Time) (Line, error)
+
+// DefaultMaxLine is the longest line kept whole; longer lines are cut there
+// and flagged Truncated.
+const DefaultMaxLine = 64 << 10
+
+// ReaderOptions configures a ReaderSource.
+type ReaderOptions struct {
+	Origin  string     // copied into every Line
+	Parse   LineParser // nil means ParseLine
+	Ref     time.Time  // reference time for year inference; zero means now
+	MaxLine int        // 0 means DefaultMaxLine
+	// Stats, when set, is added to as lines are read.
+	Stats *ReadStats
+}
+
+// ReadStats counts what a reader saw.
+type ReadStats struct {
+	Lines     int64
+	Bytes     int64 // bytes of (decompressed) input consumed
+	Truncated int64
+}
+
+// gzipMagic starts every gzip member (RFC 1952 section 2.3.1).
+var gzipMagic = []byte{0x1f, 0x8b}
+
+// MaybeGunzip returns a reader of r's content, decompressed when it starts
+// with the gzip magic bytes.
+func MaybeGunzip(r io.Reader) (io.Reader, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	head, err := br.Peek(2)
+	if err != nil && err != io.EOF {
+		return nil, err
+	}
+	if bytes.Equal(head, gzipMagic) {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("gzip: %w", err)
+		}
+		return zr, nil
+	}
+	return br, nil
+}
+
+// lineReader splits an io.Reader into bounded lines. It converts its input
+// to strings one chunk at a time, so a line costs no allocation of its own;
+// consumers that keep parts of a line for long must copy them
+// (strings.Clone) so a whole chunk is not kept alive.
+type lineReader struct {
+	r       io.Reader
+	opt     ReaderOptions
+	buf     []byte
+	chunk   string // converted, not yet consumed lines
+	err     error
+	skip    bool // discarding the rest of an over-long line
+	lastT   time.Time
+	cut     string // the kept beginning of an over-long line
+	pending []byte
+}
+
+func newLineReader(r io.Reader, opt ReaderOptions) *lineReader {
+	if opt.Parse == nil {
+		opt.Parse = ParseLine
+	}
+	if opt.MaxLine <= 0 {
+		opt.MaxLine = DefaultMaxLine
+	}
+	if opt.Ref.IsZero() {
+		opt.Ref = time.Now()
+	}
+	size := 256 << 10
+	if opt.MaxLine+1 > size {
+		size = opt.MaxLine + 1
+	}
+	return &lineReader{r: r, opt: opt, buf: make([]byte, 0, size)}
+}
+
+// next returns the next line, or false at the end of input (see err).
+func (lr *lineReader) next() (Line, bool) {
+	for {
+		if lr.cut != "" {
+			raw := lr.cut
+			lr.cut = ""
+			return lr.make(raw, true), true
+		}
+		if lr.chunk != "" {
+			var raw string
+			nl := indexNL(lr.chunk)
+			if nl < 0 { // only at the final, unterminated line
+				raw, lr.chunk = lr.chunk, ""
+			} else {
+				raw, lr.chunk = lr.chunk[:nl], lr.chunk[nl+1:]
+			}
+			return lr.make(raw, false), true
+		}
+		if !lr.fill() {
+			return Line{}, false
+		}
+	}
+}
+
+func (lr *lineReader) make(raw string, truncated bool) Line {
+	if n := len(raw); n > 0 && raw[n-1] == '\r' {
+		raw = raw[:n-1]
+	}
+	if len(raw) > lr.opt.MaxLine {
+		raw, truncated = raw[:lr.opt.MaxLine], true
+	}
+	l, err := lr.opt.Parse(raw, lr.opt.Ref)
+	if err != nil {
+		l = Line{Raw: raw, Time: lr.lastT}
+	} else if l.Time.IsZero() {
+		l.Time = lr.lastT
+	} else {
+		lr.lastT = l.Time
+	}
+	l.Origin = lr.opt.Origin
+	l.Truncated = truncated
+	if s := lr.opt.Stats; s != nil {
+		s.Lines++
+		if truncated {
+			s.Truncated++
+		}
+	}
+	return l
+}
+
+// fill reads the next chunk of whole lines into lr.chunk. Bytes of a line
+// beyond MaxLine are dropped and the line is flagged Truncated.
+func (lr *lineReader) fill() bool {
+	if lr.err != nil {
+		return false
+	}
+	buf := append(lr.buf[:0], lr.pending...)
+	lr.pending = lr.pending[:0]
+	for {
+		if len(buf) == cap(buf) {
+			// A full buffer without a newline: keep MaxLine bytes of the line.
+			if lr.skip {
+				buf = buf[:0]
+			} else {
+				lr.emitCut(buf)
+				buf = buf[:0]
+				lr.skip = true
+				lr.buf = buf
+				return true
+			}
+		}
+		n, err := lr.r.Read(buf[len(buf):cap(buf)])
+		if n > 0 {
+			if s := lr.opt.Stats; s != nil {
+				s.Bytes += int64(n)
+			}
+		}
+		data := buf[len(buf) : len(buf)+n]
+		buf = buf[:len(buf)+n]
+		if lr.skip {
+			nl := bytes.IndexByte(data, '\n')
+			if nl < 0 {
+				buf = buf[:0]
+			} else {
+				lr.skip = false
+				buf = append(buf[:0], data[nl+1:]...)
+			}
+		}
+		if err != nil {
+			lr.err = err
+			if len(buf) > 0 && !lr.skip {
+				lr.chunk = string(buf)
+				lr.buf = buf[:0]
+				return true
+			}
+			return false
+		}
+		if last := bytes.LastIndexByte(buf, '\n'); last >= 0 {
+			lr.chunk = string(buf[:last+1])
+			lr.pending = append(lr.pending, buf[last+1:]...)
+			lr.buf = buf[:0]
+			return true
+		}
+	}
+}
+
+func (lr *lineReader) emitCut(buf []byte) {
+	n := len(buf)
+	if n > lr.opt.MaxLine {
+		n = lr.opt.MaxLine
+	}
+	lr.cut = string(buf[:n])
+}
+
+func indexNL(s string) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\n' {
+			return i
+		}
+	}
+	return -1
+}
+
+// ReaderSource reads lines from r, gunzipping it when it is gzip data.
+func ReaderSource(r io.Reader, opt ReaderOptions) Source {
+	return SourceFunc(func(ctx context.Context, yield func(Line) bool) error {
+		zr, err := MaybeGunzip(r)
+		if err != nil {
+			return fmt.Errorf("%s: %w", opt.Origin, err)
+		}
+		lr := newLineReader(zr, opt)
+		for n := 0; ; n++ {
+			if n&1023 == 0 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			l, ok := lr.next()
+			if !ok {
+				break
+			}
+			if !yield(l) {
+				return nil
+			}
+		}
+		if lr.err != nil && lr.err != io.EOF {
+			return fmt.Errorf("%s: %w", opt.Origin, lr.err)
+		}
+		return nil
+	})
+}
+
+// FileSource reads the file at path (plain or gzip, detected by content);
+// "-" reads stdin. Its reference time for year inference is the file's
+// modification time, so rotated files keep their year.
+type FileSource struct {
+	Path    string
+	Stdin   io.Reader // read when Path is "-"
+	Parse   LineParser
+	MaxLine int
+	Stats   *ReadStats
+}
+
+// open opens the file and returns its reader and reference time.
+func (f FileSource) open() (io.ReadCloser, time.Time, error) {
+	if f.Path == "-" {
+		in := f.Stdin
+		if in == nil {
+			in = os.Stdin
+		}
+		return io.NopCloser(in), time.Now(), nil
+	}
+	fh, err := os.Open(f.Path)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	ref := time.Now()
+	if st, err := fh.Stat(); err == nil && !st.ModTime().IsZero() {
+		ref = st.ModTime()
+	}
+	return fh, ref, nil
+}
+
+func (f FileSource) opts(ref time.Time) ReaderOptions {
+	return ReaderOptions{Origin: f.Path, Parse: f.Parse, Ref: ref, MaxLine: f.MaxLine, Stats: f.Stats}
+}
+
+// Lines reads the file.
+func (f FileSource) Lines(ctx context.Context, yield func(Line) bool) error {
+	rc, ref, err := f.open()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	return ReaderSource(rc, f.opts(ref)).Lines(ctx, yield)
+}
+
+// Merge yields the lines of several files in time order: at each step the
+// earliest next line of any file, the first-named file winning ties. Lines
+// of one file keep their order. A rotated set (mail.log.2.gz mail.log.1
+// mail.log) comes out as one log, whatever order the files are named in.
+// Every file is opened before any line is yielded, so a missing file is
+// reported at once.
+func Merge(files ...FileSource) Source {
+	if len(files) == 1 {
+		return files[0]
+	}
+	return SourceFunc(func(ctx context.Context, yield func(Line) bool) error {
+		type head struct {
+			lr   *lineReader
+			l    Line
+			ok   bool
+			name string
+		}
+		heads := make([]*head, 0, len(files))
+		for _, f := range files {
+			rc, ref, err := f.open()
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			zr, err := MaybeGunzip(rc)
+			if err != nil {
+				return fmt.Errorf("%s: %w", f.Path, err)
+			}
+			h := &head{lr: newLineReader(zr, f.opts(ref)), name: f.Path}
+			h.l, h.ok = h.lr.next()
+			heads = append(heads, h)
+		}
+		for n := 0; ; n++ {
+			if n&1023 == 0 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var best *head
+			for _, h := range heads {
+				if h.ok && (best == nil || h.l.Time.Before(best.l.Time)) {
+					best = h
+				}
+			}
+			if best == nil {
+				break
+			}
+			l := best.l
+			best.l, best.ok = best.lr.next()
+			if !yield(l) {
+				return nil
+			}
+		}
+		for _, h := range heads {
+			if h.lr.err != nil && h.lr.err != io.EOF {
+				return fmt.Errorf("%s: %w", h.name, h.lr.err)
+			}
+		}
+		return nil
+	})
+}
