@@ -149,7 +149,7 @@ func (c *conn) refuse(why string) {
 	defer c.nc.Close()
 	c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	c.reply(smtpwire.NewReply(421, "4.7.0", "Error: "+why))
-	c.bw.Flush()
+	c.flush()
 	c.closeReason = record.CloseError
 	c.reason = why
 	c.emitSession()
@@ -172,7 +172,7 @@ func (c *conn) serve() {
 			c.s.log.Error("panic in SMTP session", "session", c.info.SessionID, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			c.reply(replyInternal)
-			c.bw.Flush()
+			c.flush()
 			c.closeReason = record.CloseError
 			c.reason = "internal error"
 			c.errs = append(c.errs, "internal error (panic recovered)")
@@ -196,7 +196,7 @@ func (c *conn) serve() {
 			rep = re.Reply
 		}
 		c.reply(rep)
-		c.bw.Flush()
+		c.flush()
 		c.closeReason = record.CloseError
 		if re != nil && re.Reason != "" {
 			c.reason = re.Reason
@@ -213,8 +213,7 @@ func (c *conn) serve() {
 	for c.step() {
 	}
 	// Whatever the last step answered goes out before the connection closes.
-	c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	c.bw.Flush()
+	c.flush()
 	c.closeSession()
 }
 
@@ -269,6 +268,13 @@ func tlsErrorText(err error) string {
 	return record.Escape(s)
 }
 
+// flush sends buffered replies; a client that does not read them within
+// the command timeout is cut off instead of blocking the session forever.
+func (c *conn) flush() error {
+	c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.Limits.CommandTimeout))
+	return c.bw.Flush()
+}
+
 func (c *conn) reply(r smtpwire.Reply) {
 	c.transcript.AddReply(c.now(), "", r)
 	c.bw.Write(r.Wire())
@@ -303,14 +309,13 @@ func (c *conn) fail(r smtpwire.Reply, why string) bool {
 func (c *conn) step() bool {
 	if c.s.closing.Load() {
 		c.reply(replyShutdown)
-		c.bw.Flush()
+		c.flush()
 		c.closeReason = record.CloseShutdown
 		c.endTx("server shutting down")
 		return false
 	}
 	if c.br.Buffered() == 0 {
-		c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.Limits.CommandTimeout))
-		if err := c.bw.Flush(); err != nil {
+		if err := c.flush(); err != nil {
 			c.lost(err)
 			return false
 		}
@@ -333,7 +338,7 @@ func (c *conn) step() bool {
 			c.anomaly("line_too_long")
 			c.transcript.Add(c.now(), "C", "", "[line too long]")
 			c.reply(replyLineTooLong)
-			c.bw.Flush()
+			c.flush()
 			c.closeReason = record.CloseError
 			c.reason = "line too long"
 			c.endTx("line too long")
@@ -346,13 +351,13 @@ func (c *conn) step() bool {
 		if isTimeout(err) {
 			if c.s.closing.Load() {
 				c.reply(replyShutdown)
-				c.bw.Flush()
+				c.flush()
 				c.closeReason = record.CloseShutdown
 				c.endTx("server shutting down")
 				return false
 			}
 			c.reply(replyTimeout)
-			c.bw.Flush()
+			c.flush()
 			c.closeReason = record.CloseTimeout
 			c.reason = "timeout waiting for a command"
 			c.endTx("timeout")
@@ -405,7 +410,7 @@ func (c *conn) syncError() bool {
 	c.anomaly("unauthorised_pipelining")
 	c.transcript.Add(c.now(), "C", "", fmt.Sprintf("[%d bytes pipelined before the reply]", c.br.Buffered()))
 	c.reply(replySyncError)
-	c.bw.Flush()
+	c.flush()
 	c.closeReason = record.CloseError
 	c.reason = "SMTP protocol synchronization error"
 	c.endTx("protocol synchronization error")
@@ -454,7 +459,7 @@ func (c *conn) dispatch(cmd smtpwire.Command) bool {
 		return true
 	case "QUIT":
 		c.reply(replyBye)
-		c.bw.Flush()
+		c.flush()
 		c.closeReason = record.CloseQuit
 		c.endTx("client quit during the transaction")
 		return false
@@ -470,7 +475,7 @@ func (c *conn) dispatch(cmd smtpwire.Command) bool {
 	case "GET", "POST", "HEAD", "PUT", "CONNECT", "OPTIONS", "USER":
 		c.anomaly("non_smtp_command")
 		c.reply(replyNonSMTP)
-		c.bw.Flush()
+		c.flush()
 		c.closeReason = record.CloseError
 		c.reason = "non-SMTP command"
 		return false
@@ -489,7 +494,7 @@ func (c *conn) hello(cmd smtpwire.Command) bool {
 	if rep.Code != 250 {
 		c.reply(rep)
 		if rep.Code == 421 {
-			c.bw.Flush()
+			c.flush()
 			c.closeReason = record.CloseError
 			if c.reason == "" {
 				c.reason = rep.String()
@@ -569,7 +574,7 @@ func (c *conn) startTLS(cmd smtpwire.Command) bool {
 		c.br.Discard(n)
 	}
 	c.reply(smtpwire.NewReply(220, "2.0.0", "Ready to start TLS"))
-	if err := c.bw.Flush(); err != nil {
+	if err := c.flush(); err != nil {
 		c.lost(err)
 		return false
 	}
@@ -616,7 +621,7 @@ func (c *conn) auth(cmd smtpwire.Command) bool {
 	rep := as.AuthStep(c.ctx, mech, "AUTH "+cmd.Arg, true)
 	for round := 1; rep.Code == 334 && round <= 10; round++ {
 		c.reply(rep)
-		if err := c.bw.Flush(); err != nil {
+		if err := c.flush(); err != nil {
 			c.lost(err)
 			return false
 		}
@@ -631,7 +636,7 @@ func (c *conn) auth(cmd smtpwire.Command) bool {
 			}
 			if isTimeout(err) {
 				c.reply(replyTimeout)
-				c.bw.Flush()
+				c.flush()
 				c.closeReason = record.CloseTimeout
 				return false
 			}
@@ -666,7 +671,7 @@ func (c *conn) auth(cmd smtpwire.Command) bool {
 		}
 		if rep.Code == 421 {
 			c.reply(rep)
-			c.bw.Flush()
+			c.flush()
 			c.closeReason = record.CloseUpstreamLost
 			return false
 		}
@@ -784,7 +789,7 @@ func (c *conn) mail(cmd smtpwire.Command) bool {
 func (c *conn) backendReply(rep smtpwire.Reply) bool {
 	c.reply(rep)
 	if rep.Code == 421 {
-		c.bw.Flush()
+		c.flush()
 		if c.closeReason == "" {
 			c.closeReason = record.CloseUpstreamLost
 		}
@@ -851,7 +856,7 @@ func (c *conn) data(cmd smtpwire.Command) bool {
 		return c.fail(replyNeedRcpt, "DATA without valid recipients")
 	}
 	c.reply(smtpwire.NewReply(354, "", "End data with <CR><LF>.<CR><LF>"))
-	if err := c.bw.Flush(); err != nil {
+	if err := c.flush(); err != nil {
 		c.lost(err)
 		return false
 	}
@@ -865,7 +870,7 @@ func (c *conn) data(cmd smtpwire.Command) bool {
 		c.transcript.Add(c.now(), "C", "", fmt.Sprintf("[%d bytes of DATA, incomplete]", res.Size))
 		if isTimeout(err) {
 			c.reply(replyTimeout)
-			c.bw.Flush()
+			c.flush()
 			c.closeReason = record.CloseTimeout
 			c.reason = "timeout during DATA"
 			c.endTx("timeout during DATA")
@@ -906,7 +911,7 @@ func (c *conn) bdat(cmd smtpwire.Command) bool {
 	if err != nil {
 		// The chunk's length is unknown, so the stream cannot be resynchronised.
 		c.reply(syntax("BDAT size [LAST]"))
-		c.bw.Flush()
+		c.flush()
 		c.closeReason = record.CloseError
 		c.reason = "bad BDAT syntax"
 		c.endTx("bad BDAT syntax")
@@ -914,7 +919,7 @@ func (c *conn) bdat(cmd smtpwire.Command) bool {
 	}
 	if !c.caps.Chunking {
 		c.reply(smtpwire.NewReply(502, "5.5.1", "Error: CHUNKING not offered"))
-		c.bw.Flush()
+		c.flush()
 		c.closeReason = record.CloseError
 		c.reason = "BDAT without CHUNKING"
 		c.endTx("BDAT without CHUNKING")
@@ -942,7 +947,7 @@ func (c *conn) bdat(cmd smtpwire.Command) bool {
 	if err != nil {
 		if isTimeout(err) {
 			c.reply(replyTimeout)
-			c.bw.Flush()
+			c.flush()
 			c.closeReason = record.CloseTimeout
 			c.endTx("timeout during BDAT")
 			return false
@@ -1018,7 +1023,7 @@ func (c *conn) finish(body []byte, size int64, tooLarge bool, anoms []string, bd
 			c.completeRecord(rec, tx, rep)
 			c.emitMessage(rec)
 			c.reply(rep)
-			c.bw.Flush()
+			c.flush()
 			c.closeReason = record.CloseUpstreamLost
 			if c.reason == "" {
 				c.reason = dr.Reason
