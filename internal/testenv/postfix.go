@@ -99,6 +99,10 @@ type PostfixOptions struct {
 	// MasterCF are lines appended to master.cf, e.g. a second smtpd
 	// listener on an address from [FreeAddr].
 	MasterCF []string
+	// ConfigFiles are written into the instance's config directory before
+	// it starts, by path relative to it, e.g. "sasl/smtpd.conf": Debian's
+	// Postfix reads Cyrus SASL configuration from $config_directory/sasl.
+	ConfigFiles map[string]string
 }
 
 // Postfix is a private Postfix instance started by [StartPostfix]. Its
@@ -530,6 +534,13 @@ func (p *Postfix) writeMaps(t testing.TB) {
 	}
 	writeConfig(t, filepath.Join(p.confDir, "recipient_access"), []byte(access.String()))
 	writeConfig(t, filepath.Join(p.confDir, "transport"), []byte(transport.String()))
+	for rel, content := range p.opts.ConfigFiles {
+		path := filepath.Join(p.confDir, filepath.Clean("/"+rel))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatalf("testenv: %v", err)
+		}
+		writeConfig(t, path, []byte(content))
+	}
 }
 
 // Reconfigure sets main.cf parameters on the running instance, on top of
