@@ -95,8 +95,11 @@ type Record struct {
 	ReplyCode    int    `json:"reply_code,omitempty"`
 	EnhancedCode string `json:"enhanced_code,omitempty"`
 	QueueID      string `json:"queue_id,omitempty"`
-	Size         int64  `json:"size,omitempty"`
-	BodySHA256   string `json:"body_sha256,omitempty"`
+	// ParentQueueID links an MTA-generated message (a bounce or delivery
+	// status notification) to the queue ID of the message it reports on.
+	ParentQueueID string `json:"parent_queue_id,omitempty"`
+	Size          int64  `json:"size,omitempty"`
+	BodySHA256    string `json:"body_sha256,omitempty"`
 
 	TLS         *TLS `json:"tls,omitempty"`
 	UpstreamTLS *TLS `json:"upstream_tls,omitempty"`

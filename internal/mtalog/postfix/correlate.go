@@ -1,0 +1,717 @@
+package postfix
+
+import (
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/smtplog/smtplog/internal/mtalog"
+	"github.com/smtplog/smtplog/internal/record"
+)
+
+// Dialect describes Postfix to the ingest pipeline.
+func Dialect() mtalog.Dialect {
+	return mtalog.Dialect{
+		Name:   string(record.SourcePostfix),
+		Claims: Claims,
+		New:    func(o mtalog.CorrelatorOptions) mtalog.Correlator { return NewCorrelator(o) },
+	}
+}
+
+// LinkWindow is how long (in log time) a message that arrived from a
+// loopback client and is already complete waits for a content filter's
+// "queued as" reply that links it to the message it is a re-injected copy
+// of, before it is emitted as a message of its own.
+const LinkWindow = 2 * time.Minute
+
+// Flags set on Postfix records.
+const (
+	FlagIncomplete = "incomplete"
+	FlagHold       = "hold"
+	FlagDiscarded  = "discarded"
+	FlagDSN        = "dsn" // the message is a notification Postfix generated
+)
+
+type key struct {
+	host string
+	qid  string
+}
+
+type sessKey struct {
+	host string
+	pid  int
+}
+
+// message is one story: a queued message, and the copies re-injected from
+// it by a content filter.
+type message struct {
+	rec      record.Record
+	open     int                 // member queue IDs not yet removed
+	last     time.Time           // last line seen
+	doneAt   time.Time           // when open reached 0 (lingering)
+	latest   map[string]int      // recipient -> index of its latest delivery
+	members  []string            // queue IDs of this story
+	loopback bool                // arrived from a loopback client: may be a re-injected copy
+	emitted  bool                // emitted or merged; stale in lingering queue
+	rcptSeen map[string]struct{} // recipients in rec.RcptTo
+}
+
+type session struct {
+	rec      record.Record
+	last     time.Time
+	warnings []string // reject_warning replies not yet attached to a message
+}
+
+type smtpTLS struct {
+	tls  record.TLS
+	peer string // "host[ip]:port", as the delivery's relay= shows it
+	seen time.Time
+}
+
+// Correlator joins Postfix log lines into message and session records.
+// It is not safe for concurrent use.
+type Correlator struct {
+	maxOpen   int
+	msgs      map[key]*message
+	sessions  map[sessKey]*session
+	outTLS    map[sessKey]smtpTLS // smtp client pid -> TLS of its current connection
+	lingering []*message          // complete, waiting LinkWindow for a content filter link
+	now       time.Time           // latest line time
+	seq       uint64              // session counter, for unique session IDs
+}
+
+var _ mtalog.Correlator = (*Correlator)(nil)
+
+// NewCorrelator returns an empty Correlator.
+func NewCorrelator(o mtalog.CorrelatorOptions) *Correlator {
+	if o.MaxOpen <= 0 {
+		o.MaxOpen = mtalog.DefaultMaxOpen
+	}
+	return &Correlator{
+		maxOpen:  o.MaxOpen,
+		msgs:     map[key]*message{},
+		sessions: map[sessKey]*session{},
+		outTLS:   map[sessKey]smtpTLS{},
+	}
+}
+
+// Feed consumes one line; see mtalog.Correlator.
+func (c *Correlator) Feed(l mtalog.Line, emit func(*record.Record)) bool {
+	if l.Time.After(c.now) {
+		c.now = l.Time
+		c.expireLingering(emit)
+	}
+	e := Parse(l.Program, l.Message)
+	switch e.Kind {
+	case KindUnknown:
+		return false
+	case KindConnect:
+		c.connect(l, &e, emit)
+	case KindDisconnect:
+		c.disconnect(l, &e, emit)
+	case KindLost:
+		s := c.session(l, &e)
+		s.rec.Reason = e.Text
+		switch {
+		case strings.HasPrefix(e.Text, "timeout"):
+			s.rec.CloseReason = record.CloseTimeout
+		case strings.HasPrefix(e.Text, "too many errors"):
+			s.rec.CloseReason = record.CloseError
+		default:
+			s.rec.CloseReason = record.CloseClientLost
+		}
+	case KindTLSIn:
+		s := c.session(l, &e)
+		s.rec.TLS = &record.TLS{Used: true, Version: strings.Clone(e.TLSVersion), Cipher: strings.Clone(e.TLSCipher), Trust: strings.Clone(e.TLSTrust)}
+	case KindTLSOut:
+		if len(c.outTLS) > 65536 {
+			clear(c.outTLS)
+		}
+		c.outTLS[sessKey{strings.Clone(l.Host), l.PID}] = smtpTLS{
+			tls:  record.TLS{Used: true, Version: strings.Clone(e.TLSVersion), Cipher: strings.Clone(e.TLSCipher), Trust: strings.Clone(e.TLSTrust)},
+			peer: strings.Clone(e.Peer),
+			seen: l.Time,
+		}
+	case KindSASLFailed:
+		s := c.session(l, &e)
+		s.rec.Auth = &record.Auth{Mechanism: strings.Clone(e.SASLMethod), Username: strings.Clone(e.SASLUser), Result: "failure"}
+		s.rec.Errors = appendBounded(s.rec.Errors, "SASL "+e.SASLMethod+" authentication failed: "+e.Text)
+	case KindClient:
+		c.client(l, &e)
+	case KindReject, KindRejectWarning:
+		c.reject(l, &e, emit)
+	case KindCheck:
+		c.check(l, &e, emit)
+	case KindMessageID:
+		m := c.message(l, e.QueueID, emit)
+		m.rec.MessageID = strings.Clone(e.MessageID)
+	case KindQueued:
+		m := c.message(l, e.QueueID, emit)
+		m.rec.MailFrom = record.Ptr(strings.Clone(e.From))
+		m.rec.Size = e.Size
+		m.rec.Nrcpt = e.Nrcpt
+	case KindPickup:
+		m := c.message(l, e.QueueID, emit)
+		if m.rec.MailFrom == nil {
+			m.rec.MailFrom = record.Ptr(strings.Clone(e.From))
+		}
+	case KindExpired:
+		m := c.message(l, e.QueueID, emit)
+		m.rec.Status = record.StatusExpired
+		if m.rec.MailFrom == nil {
+			m.rec.MailFrom = record.Ptr(strings.Clone(e.From))
+		}
+	case KindRemoved:
+		if m, ok := c.msgs[key{l.Host, e.QueueID}]; ok {
+			m.last = l.Time
+			delete(c.msgs, key{l.Host, e.QueueID})
+			m.open--
+			if m.open <= 0 {
+				c.complete(m, l.Time, emit)
+			}
+		}
+	case KindDelivery:
+		c.delivery(l, &e, emit)
+	case KindNotification:
+		// The notification is queued before this line: link it to its origin.
+		n := c.message(l, e.NewQID, emit)
+		n.rec.ParentQueueID = strings.Clone(e.QueueID)
+		n.rec.Flags = appendFlag(n.rec.Flags, FlagDSN)
+		if m, ok := c.msgs[key{l.Host, e.QueueID}]; ok {
+			m.last = l.Time
+		}
+	case KindDiagnostic, KindInfo:
+		if e.Daemon == "smtpd" && e.Level != "" && l.PID != 0 {
+			if s, ok := c.sessions[sessKey{l.Host, l.PID}]; ok {
+				s.rec.Errors = appendBounded(s.rec.Errors, e.Level+": "+e.Text)
+			}
+		}
+	}
+	if len(c.msgs) > c.maxOpen || len(c.sessions) > c.maxOpen {
+		c.evictOldest(emit)
+	}
+	return true
+}
+
+func appendBounded(list []string, s string) []string {
+	if len(list) >= 32 {
+		return list
+	}
+	return append(list, strings.Clone(s))
+}
+
+func appendFlag(flags []string, f string) []string {
+	for _, x := range flags {
+		if x == f {
+			return flags
+		}
+	}
+	return append(flags, f)
+}
+
+func (c *Correlator) session(l mtalog.Line, e *Event) *session {
+	k := sessKey{l.Host, l.PID}
+	s, ok := c.sessions[k]
+	if !ok {
+		k.host = strings.Clone(l.Host)
+		s = &session{rec: record.Record{
+			Type: record.TypeSession, Source: record.SourcePostfix, Host: k.host,
+			Timestamp: l.Time, Flags: []string{FlagIncomplete},
+		}}
+		c.sessions[k] = s
+	}
+	if s.rec.ClientIP == "" && e.ClientIP != "" {
+		s.rec.ClientIP = strings.Clone(e.ClientIP)
+	}
+	s.last = l.Time
+	return s
+}
+
+func (c *Correlator) connect(l mtalog.Line, e *Event, emit func(*record.Record)) {
+	k := sessKey{l.Host, l.PID}
+	if old, ok := c.sessions[k]; ok { // a disconnect we never saw
+		delete(c.sessions, k)
+		c.emitSession(old, emit)
+	}
+	s := c.session(l, e)
+	s.rec.Flags = nil
+	c.seq++
+	s.rec.SessionID = sessionID(l, c.seq)
+}
+
+// sessionID makes a sortable ID for an smtpd connection from its host, start
+// time, process and a counter.
+func sessionID(l mtalog.Line, seq uint64) string {
+	b := make([]byte, 0, 48)
+	b = append(b, "pf-"...)
+	b = l.Time.UTC().AppendFormat(b, "20060102T150405.000000")
+	b = append(b, '-')
+	b = append(b, l.Host...)
+	b = append(b, '-')
+	b = strconv.AppendInt(b, int64(l.PID), 10)
+	b = append(b, '-')
+	b = strconv.AppendUint(b, seq, 10)
+	return string(b)
+}
+
+func (c *Correlator) disconnect(l mtalog.Line, e *Event, emit func(*record.Record)) {
+	s := c.session(l, e)
+	delete(c.sessions, sessKey{l.Host, l.PID})
+	s.rec.End = l.Time
+	if s.rec.CloseReason == "" {
+		if strings.Contains(" "+e.Counters, " quit=") {
+			s.rec.CloseReason = record.CloseQuit
+		} else {
+			s.rec.CloseReason = record.CloseClientLost
+		}
+	}
+	if e.Counters != "" {
+		s.rec.Reason = joinReason(s.rec.Reason, e.Counters)
+	}
+	if auth := s.rec.Auth; auth == nil && strings.Contains(e.Counters, "auth=") {
+		// "auth=1" or "auth=0/1": the counters tell the outcome.
+		v := counter(e.Counters, "auth")
+		res := "success"
+		if strings.HasPrefix(v, "0/") {
+			res = "failure"
+		}
+		s.rec.Auth = &record.Auth{Result: res}
+	}
+	c.emitSession(s, emit)
+}
+
+func joinReason(a, b string) string {
+	if a == "" {
+		return strings.Clone(b)
+	}
+	return a + "; " + b
+}
+
+// counter returns the value of name in "ehlo=1 mail=1 rcpt=0/1 … commands=3/4".
+func counter(counters, name string) string {
+	for f := range strings.FieldsSeq(counters) {
+		if k, v, ok := strings.Cut(f, "="); ok && k == name {
+			return v
+		}
+	}
+	return ""
+}
+
+func (c *Correlator) emitSession(s *session, emit func(*record.Record)) {
+	for _, w := range s.warnings {
+		s.rec.Anomalies = appendBounded(s.rec.Anomalies, w)
+	}
+	if !s.rec.End.IsZero() {
+		s.rec.DurationMS = record.MS(s.rec.End.Sub(s.rec.Timestamp))
+	}
+	r := s.rec
+	emit(&r)
+}
+
+func (c *Correlator) client(l mtalog.Line, e *Event) {
+	m, _ := c.lookupOrNew(l, e.QueueID)
+	m.rec.ClientIP = strings.Clone(e.ClientIP)
+	if ip, err := netip.ParseAddr(e.ClientIP); err == nil && ip.IsLoopback() {
+		m.loopback = true
+	}
+	if e.SASLUser != "" {
+		m.rec.Username = strings.Clone(e.SASLUser)
+	}
+	if s, ok := c.sessions[sessKey{l.Host, l.PID}]; ok {
+		s.last = l.Time
+		s.rec.Messages++
+		m.rec.SessionID = s.rec.SessionID
+		m.rec.TLS = s.rec.TLS
+		if m.rec.Helo == "" {
+			m.rec.Helo = s.rec.Helo
+		}
+		for _, w := range s.warnings {
+			m.rec.Anomalies = appendBounded(m.rec.Anomalies, w)
+		}
+		s.warnings = nil
+		if e.SASLUser != "" {
+			s.rec.Username = m.rec.Username
+			s.rec.Auth = &record.Auth{Mechanism: strings.Clone(e.SASLMethod), Username: m.rec.Username, Result: "success"}
+		}
+	}
+}
+
+// lookupOrNew returns the open message of a queue ID, creating it.
+func (c *Correlator) lookupOrNew(l mtalog.Line, qid string) (*message, bool) {
+	if m, ok := c.msgs[key{l.Host, qid}]; ok {
+		m.last = l.Time
+		return m, false
+	}
+	host, q := strings.Clone(l.Host), strings.Clone(qid)
+	m := &message{
+		rec: record.Record{
+			Type: record.TypeMessage, Source: record.SourcePostfix, Host: host,
+			Timestamp: l.Time, QueueID: q,
+		},
+		open:    1,
+		last:    l.Time,
+		members: []string{q},
+	}
+	c.msgs[key{host, q}] = m
+	return m, true
+}
+
+func (c *Correlator) message(l mtalog.Line, qid string, emit func(*record.Record)) *message {
+	m, _ := c.lookupOrNew(l, qid)
+	return m
+}
+
+func (c *Correlator) reject(l mtalog.Line, e *Event, emit func(*record.Record)) {
+	var s *session
+	if e.Daemon == "smtpd" {
+		s = c.session(l, e)
+		if e.Helo != "" && s.rec.Helo == "" {
+			s.rec.Helo = strings.Clone(e.Helo)
+		}
+	}
+	if e.Kind == KindRejectWarning {
+		w := "reject_warning: " + e.Stage + ": " + e.Reply
+		if s != nil {
+			if len(s.warnings) < 32 {
+				s.warnings = append(s.warnings, strings.Clone(w))
+			}
+		}
+		return
+	}
+	if e.QueueID != "" {
+		m := c.message(l, e.QueueID, emit)
+		if e.Stage == "RCPT" && e.Action == "reject" {
+			if len(m.rec.RejectedRcpt) < 1000 {
+				m.rec.RejectedRcpt = append(m.rec.RejectedRcpt, record.Rejection{Address: strings.Clone(e.To), SMTPResponse: strings.Clone(e.Reply)})
+			}
+			if m.rec.Helo == "" {
+				m.rec.Helo = strings.Clone(e.Helo)
+			}
+			return
+		}
+		// Rejected at or after DATA (a milter, END-OF-MESSAGE): the queue
+		// file is discarded without a "removed" line.
+		fillReject(&m.rec, e)
+		c.finish(m, l.Time, emit)
+		return
+	}
+	r := record.Record{
+		Type: record.TypeMessage, Source: record.SourcePostfix, Host: strings.Clone(l.Host),
+		Timestamp: l.Time, ClientIP: strings.Clone(e.ClientIP), ClientPort: e.ClientPort,
+	}
+	if s != nil {
+		r.SessionID = s.rec.SessionID
+		r.TLS = s.rec.TLS
+		r.Username = s.rec.Username
+	}
+	fillReject(&r, e)
+	if e.To != "" {
+		r.RejectedRcpt = []record.Rejection{{Address: strings.Clone(e.To), SMTPResponse: r.SMTPResponse}}
+	}
+	emit(&r)
+}
+
+// fillReject sets the outcome fields of a rejection.
+func fillReject(r *record.Record, e *Event) {
+	r.Status = record.StatusRejected
+	r.SMTPResponse = strings.Clone(e.Reply)
+	r.ReplyCode = e.Code
+	r.EnhancedCode = strings.Clone(e.Enhanced)
+	if e.HasFrom && r.MailFrom == nil {
+		r.MailFrom = record.Ptr(strings.Clone(e.From))
+	}
+	if e.Helo != "" && r.Helo == "" {
+		r.Helo = strings.Clone(e.Helo)
+	}
+	if r.ClientIP == "" {
+		r.ClientIP = strings.Clone(e.ClientIP)
+	}
+	r.Reason = strings.Clone(e.Action + ": " + e.Stage)
+	if e.CheckSubject != "" {
+		r.Reason += " " + strings.Clone(e.CheckSubject)
+	}
+}
+
+func (c *Correlator) check(l mtalog.Line, e *Event, emit func(*record.Record)) {
+	m := c.message(l, e.QueueID, emit)
+	if e.HasFrom && m.rec.MailFrom == nil {
+		m.rec.MailFrom = record.Ptr(strings.Clone(e.From))
+	}
+	if e.Helo != "" && m.rec.Helo == "" {
+		m.rec.Helo = strings.Clone(e.Helo)
+	}
+	text := e.Action + ": " + e.Stage + " " + e.CheckSubject
+	if e.Text != "" {
+		text += ": " + e.Text
+	}
+	switch e.Action {
+	case "hold", "milter-hold":
+		m.rec.Flags = appendFlag(m.rec.Flags, FlagHold)
+		m.rec.Reason = strings.Clone(text)
+	case "discard", "milter-discard":
+		m.rec.Flags = appendFlag(m.rec.Flags, FlagDiscarded)
+		m.rec.Reason = strings.Clone(text)
+		m.rec.Status = record.StatusAccepted
+		c.finish(m, l.Time, emit)
+	default:
+		m.rec.Anomalies = appendBounded(m.rec.Anomalies, text)
+	}
+}
+
+func (c *Correlator) delivery(l mtalog.Line, e *Event, emit func(*record.Record)) {
+	m := c.message(l, e.QueueID, emit)
+	d := record.Delivery{
+		Timestamp:    l.Time,
+		Rcpt:         strings.Clone(e.To),
+		OrigRcpt:     strings.Clone(e.OrigTo),
+		Status:       strings.Clone(e.Status),
+		Relay:        strings.Clone(e.Relay),
+		DSN:          strings.Clone(e.DSN),
+		SMTPResponse: strings.Clone(e.Text),
+		DelayS:       e.Delay,
+		Delays:       strings.Clone(e.Delays),
+	}
+	if e.QueueID != m.rec.QueueID {
+		d.QueueID = strings.Clone(e.QueueID)
+	}
+	if t, ok := c.outTLS[sessKey{l.Host, l.PID}]; ok && t.peer == e.Relay {
+		tls := t.tls
+		m.rec.UpstreamTLS = &tls
+	}
+	c.addDelivery(m, d)
+	if e.QueuedAs != "" && e.Status == "sent" {
+		c.link(l, m, e.QueuedAs)
+	}
+}
+
+func (c *Correlator) addDelivery(m *message, d record.Delivery) {
+	if len(m.rec.Deliveries) >= 10000 {
+		return
+	}
+	if m.latest == nil {
+		m.latest = map[string]int{}
+		m.rcptSeen = map[string]struct{}{}
+	}
+	m.rec.Deliveries = append(m.rec.Deliveries, d)
+	m.latest[d.Rcpt] = len(m.rec.Deliveries) - 1
+	if _, ok := m.rcptSeen[d.Rcpt]; !ok {
+		m.rcptSeen[d.Rcpt] = struct{}{}
+		m.rec.RcptTo = append(m.rec.RcptTo, d.Rcpt)
+	}
+}
+
+// link joins the message re-injected as qid (by a content filter that
+// answered "queued as qid") into m's story.
+func (c *Correlator) link(l mtalog.Line, m *message, qid string) {
+	k := key{l.Host, qid}
+	n, ok := c.msgs[k]
+	if !ok {
+		// Already complete and lingering?
+		for _, x := range c.lingering {
+			if !x.emitted && x.rec.QueueID == qid && x.rec.Host == l.Host {
+				n = x
+				break
+			}
+		}
+		if n == nil {
+			return
+		}
+	}
+	if n == m {
+		return
+	}
+	// Move n's members and deliveries into m.
+	for _, q := range n.members {
+		if c.msgs[key{l.Host, q}] == n {
+			c.msgs[key{l.Host, q}] = m
+			m.open++
+		}
+		if len(m.members) < 64 {
+			m.members = append(m.members, q)
+		}
+	}
+	for _, d := range n.rec.Deliveries {
+		if d.QueueID == "" {
+			d.QueueID = n.rec.QueueID
+		}
+		c.addDelivery(m, d)
+	}
+	if m.rec.MessageID == "" {
+		m.rec.MessageID = n.rec.MessageID
+	}
+	if n.rec.Status == record.StatusExpired {
+		m.rec.Status = record.StatusExpired
+	}
+	for _, f := range n.rec.Flags {
+		m.rec.Flags = appendFlag(m.rec.Flags, f)
+	}
+	m.rec.Anomalies = append(m.rec.Anomalies, n.rec.Anomalies...)
+	n.emitted = true
+}
+
+// finish completes m at once, whatever members are still open.
+func (c *Correlator) finish(m *message, t time.Time, emit func(*record.Record)) {
+	for _, q := range m.members {
+		if c.msgs[key{m.rec.Host, q}] == m {
+			delete(c.msgs, key{m.rec.Host, q})
+		}
+	}
+	m.open = 0
+	m.last = t
+	c.emitMessage(m, false, emit)
+}
+
+// complete is called when every member of m was removed from the queue.
+func (c *Correlator) complete(m *message, t time.Time, emit func(*record.Record)) {
+	if m.loopback && len(m.members) == 1 && len(c.lingering) < c.maxOpen {
+		m.doneAt = t
+		c.lingering = append(c.lingering, m)
+		return
+	}
+	c.emitMessage(m, false, emit)
+}
+
+func (c *Correlator) expireLingering(emit func(*record.Record)) {
+	i := 0
+	for ; i < len(c.lingering); i++ {
+		m := c.lingering[i]
+		if !m.emitted && c.now.Sub(m.doneAt) < LinkWindow {
+			break
+		}
+		if !m.emitted {
+			c.emitMessage(m, false, emit)
+		}
+		c.lingering[i] = nil
+	}
+	if i > 0 {
+		c.lingering = c.lingering[i:]
+	}
+}
+
+// emitMessage computes the message status and emits the record.
+func (c *Correlator) emitMessage(m *message, incomplete bool, emit func(*record.Record)) {
+	if m.emitted {
+		return
+	}
+	m.emitted = true
+	r := m.rec
+	if incomplete {
+		r.Flags = appendFlag(append([]string(nil), r.Flags...), FlagIncomplete)
+	}
+	if r.Status != record.StatusRejected {
+		// The worst outcome over the recipients, each at its latest attempt
+		// (recipients in first-seen order).
+		worst, worstIdx := 0, -1
+		for _, rcpt := range r.RcptTo {
+			i := m.latest[rcpt]
+			if rank := statusRank(r.Deliveries[i].Status); rank > worst || worstIdx < 0 {
+				worst, worstIdx = rank, i
+			}
+		}
+		if worstIdx >= 0 {
+			d := r.Deliveries[worstIdx]
+			if r.Status != record.StatusExpired {
+				r.Status = d.Status
+			}
+			r.SMTPResponse = d.SMTPResponse
+			r.ReplyCode, r.EnhancedCode = replyCodes(d.SMTPResponse)
+			if r.EnhancedCode == "" {
+				r.EnhancedCode = d.DSN
+			}
+		}
+	}
+	if r.Status == "" {
+		r.Status = record.StatusAccepted
+	}
+	emit(&r)
+}
+
+// statusRank orders delivery outcomes from best to worst.
+func statusRank(s string) int {
+	switch s {
+	case "sent", "delivered", "deliverable":
+		return 1
+	case "deferred":
+		return 2
+	case "bounced", "undeliverable":
+		return 3
+	case "expired":
+		return 4
+	}
+	return 0
+}
+
+// Flush emits what has seen no line since before (everything when before is
+// zero), flagged incomplete; messages waiting for a content filter link are
+// emitted complete.
+func (c *Correlator) Flush(before time.Time, emit func(*record.Record)) {
+	all := before.IsZero()
+	for _, m := range c.lingering {
+		if m != nil && !m.emitted && (all || m.doneAt.Before(before)) {
+			c.emitMessage(m, false, emit)
+		}
+	}
+	if all {
+		c.lingering = nil
+	}
+	var stale []*message
+	for k, m := range c.msgs {
+		if all || m.last.Before(before) {
+			delete(c.msgs, k)
+			if !m.emitted {
+				stale = append(stale, m)
+			}
+		}
+	}
+	sortMessages(stale)
+	seen := map[*message]bool{}
+	for _, m := range stale {
+		if !seen[m] {
+			seen[m] = true
+			c.emitMessage(m, true, emit)
+		}
+	}
+	var sess []*session
+	for k, s := range c.sessions {
+		if all || s.last.Before(before) {
+			delete(c.sessions, k)
+			sess = append(sess, s)
+		}
+	}
+	sort.Slice(sess, func(i, j int) bool { return sess[i].rec.Timestamp.Before(sess[j].rec.Timestamp) })
+	for _, s := range sess {
+		s.rec.Flags = appendFlag(s.rec.Flags, FlagIncomplete)
+		c.emitSession(s, emit)
+	}
+	for k, t := range c.outTLS {
+		if all || t.seen.Before(before) {
+			delete(c.outTLS, k)
+		}
+	}
+}
+
+func sortMessages(ms []*message) {
+	sort.SliceStable(ms, func(i, j int) bool {
+		if !ms[i].rec.Timestamp.Equal(ms[j].rec.Timestamp) {
+			return ms[i].rec.Timestamp.Before(ms[j].rec.Timestamp)
+		}
+		return ms[i].rec.QueueID < ms[j].rec.QueueID
+	})
+}
+
+// evictOldest flushes the least recently seen tenth of the open messages and
+// sessions when the bound is exceeded.
+func (c *Correlator) evictOldest(emit func(*record.Record)) {
+	times := make([]time.Time, 0, len(c.msgs)+len(c.sessions))
+	for _, m := range c.msgs {
+		times = append(times, m.last)
+	}
+	for _, s := range c.sessions {
+		times = append(times, s.last)
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	cut := times[len(times)/10]
+	c.Flush(cut.Add(time.Nanosecond), emit)
+}

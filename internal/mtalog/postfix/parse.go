@@ -1,0 +1,555 @@
+// Package postfix parses Postfix's log lines (postfix/smtpd, cleanup, qmgr,
+// the delivery agents, bounce, postscreen, …) into typed Events and
+// correlates them by queue ID into smtplog message records, and by smtpd
+// process into session records. Replies quoted in the log follow RFC 5321
+// section 4.2 (reply codes) and RFC 3463 (enhanced status codes).
+package postfix
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Kind says what a Postfix log line reports.
+type Kind uint8
+
+const (
+	KindUnknown        Kind = iota
+	KindConnect             // smtpd: connect from host[ip]
+	KindDisconnect          // smtpd: disconnect from host[ip] ehlo=1 … commands=N
+	KindLost                // smtpd: lost connection / timeout / too many errors after CMD from host[ip]
+	KindClient              // smtpd: QID: client=host[ip][, sasl_method=M, sasl_username=U]
+	KindReject              // smtpd/postscreen/cleanup: [QID|NOQUEUE]: reject: STAGE from host[ip]: reply; from=<> to=<> proto= helo=<>
+	KindRejectWarning       // … reject_warning: …
+	KindTLSIn               // smtpd: T TLS connection established from host[ip]: version with cipher C …
+	KindTLSOut              // smtp/lmtp: T TLS connection established to host[ip]:port: version with cipher C …
+	KindSASLFailed          // smtpd: warning: host[ip]: SASL M authentication failed: reason[, sasl_username=U]
+	KindMessageID           // cleanup: QID: message-id=<id>
+	KindCheck               // cleanup: QID: hold|discard|warning|redirect|filter|…: header|body …: text
+	KindQueued              // qmgr: QID: from=<s>, size=N, nrcpt=N (queue active)
+	KindExpired             // qmgr: QID: from=<s>, status=expired, returned to sender
+	KindRemoved             // qmgr/postsuper: QID: removed
+	KindDelivery            // smtp/lmtp/local/virtual/pipe/error/discard/qmgr: QID: to=<r>, …, status=S (text)
+	KindNotification        // bounce: QID: sender non-delivery notification: NEWQID
+	KindPickup              // pickup: QID: uid=N from=<s>
+	KindDiagnostic          // warning:, error:, fatal:, panic: lines
+	KindInfo                // understood, nothing to record (postscreen verdicts, master, statistics, …)
+)
+
+// Event is one parsed Postfix log line. Strings share the line's memory.
+type Event struct {
+	Kind    Kind
+	Daemon  string // the last element of the program name: smtpd, qmgr, smtp, …
+	QueueID string // "" for NOQUEUE and lines without one
+
+	ClientHost, ClientIP string
+	ClientPort           int
+
+	// Rejections and header/body checks.
+	Action       string // reject, reject_warning, hold, discard, warning, milter-reject, …
+	Stage        string // RCPT, DATA, END-OF-MESSAGE, CONNECT, header, body, …
+	Reply        string // the reply as logged: "554 5.7.1 <a@b>: Recipient address rejected: …"
+	Code         int
+	Enhanced     string
+	From         string
+	HasFrom      bool
+	To           string
+	Proto, Helo  string
+	CheckSubject string // the header or body line a check matched
+
+	// Deliveries.
+	OrigTo   string
+	Relay    string
+	Delay    float64
+	Delays   string
+	DSN      string
+	Status   string // sent, deferred, bounced, expired, …
+	Text     string // the parenthesised text after the status, or a reason
+	QueuedAs string // "queued as X" in a delivery reply (content filters)
+
+	Size      int64
+	Nrcpt     int
+	MessageID string
+
+	SASLMethod, SASLUser string
+
+	TLSTrust, TLSVersion, TLSCipher string
+	Peer                            string // TLS: the peer as logged, "host[ip]:port"
+
+	Counters string // disconnect's command counters: "ehlo=1 mail=1 … commands=5"
+	Level    string // diagnostics: warning, error, fatal, panic
+	NewQID   string // bounce: the notification's queue ID
+}
+
+// Daemon returns the Postfix service of a syslog program name:
+// "postfix/smtpd" → "smtpd", "postfix/submission/smtpd" → "smtpd",
+// "postfix-lab/qmgr" → "qmgr".
+func Daemon(program string) string {
+	if i := strings.LastIndexByte(program, '/'); i >= 0 {
+		return program[i+1:]
+	}
+	return program
+}
+
+// daemons are Postfix's service programs (postfix/master.cf and postlog).
+func knownDaemon(d string) bool {
+	switch d {
+	case "smtpd", "smtp", "lmtp", "qmgr", "nqmgr", "oqmgr", "cleanup", "local", "virtual", "pipe",
+		"error", "retry", "discard", "bounce", "defer", "trace", "pickup", "postscreen", "dnsblog",
+		"tlsproxy", "anvil", "scache", "master", "postfix-script", "postsuper", "postqueue",
+		"postdrop", "sendmail", "tlsmgr", "verify", "flush", "proxymap", "trivial-rewrite",
+		"showq", "qmqpd", "postlogd", "postlog", "postmulti", "postmap", "postalias", "spawn", "relay":
+		return true
+	}
+	return false
+}
+
+// Claims reports whether a syslog program name is Postfix's:
+// "postfix/…", "postfix-INSTANCE/…", or any "NAME/DAEMON" with a Postfix
+// daemon name (a custom syslog_name).
+func Claims(program string) bool {
+	i := strings.IndexByte(program, '/')
+	if i < 0 {
+		return false
+	}
+	if strings.HasPrefix(program, "postfix") {
+		return true
+	}
+	return knownDaemon(Daemon(program))
+}
+
+// IsQueueID reports whether s looks like a Postfix queue ID: short
+// (hexadecimal, 6+ characters) or long (enable_long_queue_ids: 10+
+// characters of [0-9A-Za-z]).
+func IsQueueID(s string) bool {
+	if len(s) < 6 || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+			return false
+		}
+	}
+	return true
+}
+
+// Parse parses the message of a Postfix log line from the given program.
+// It never panics; a line it does not know is KindUnknown.
+func Parse(program, msg string) Event {
+	e := Event{Daemon: Daemon(program)}
+	// Diagnostics first: "warning: …" etc. A few warnings carry events.
+	for _, lv := range [...]string{"warning: ", "error: ", "fatal: ", "panic: "} {
+		if strings.HasPrefix(msg, lv) {
+			e.Level = lv[:len(lv)-2]
+			body := msg[len(lv):]
+			if e.Level == "warning" && parseSASLFailed(&e, body) {
+				return e
+			}
+			e.Kind = KindDiagnostic
+			e.Text = body
+			return e
+		}
+	}
+	rest := msg
+	if c := strings.Index(msg, ": "); c > 0 {
+		id := msg[:c]
+		if id == "NOQUEUE" || IsQueueID(id) {
+			if id != "NOQUEUE" {
+				e.QueueID = id
+			}
+			rest = msg[c+2:]
+			parseQueued(&e, rest)
+			if e.Kind != KindUnknown {
+				return e
+			}
+			e.QueueID = ""
+			rest = msg
+		}
+	}
+	parseUnqueued(&e, rest)
+	return e
+}
+
+// parseQueued handles the text after "QID: " or "NOQUEUE: ".
+func parseQueued(e *Event, s string) {
+	switch {
+	case strings.HasPrefix(s, "to="):
+		parseDelivery(e, s)
+	case strings.HasPrefix(s, "from="):
+		parseFrom(e, s)
+	case s == "removed":
+		e.Kind = KindRemoved
+	case strings.HasPrefix(s, "client="):
+		e.Kind = KindClient
+		v := s[len("client="):]
+		hostPart, tail, _ := strings.Cut(v, ", ")
+		e.ClientHost, e.ClientIP, e.ClientPort = splitClient(hostPart)
+		for tail != "" {
+			var kv string
+			kv, tail, _ = strings.Cut(tail, ", ")
+			k, val, _ := strings.Cut(kv, "=")
+			switch k {
+			case "sasl_method":
+				e.SASLMethod = val
+			case "sasl_username":
+				e.SASLUser = val
+			}
+		}
+	case strings.HasPrefix(s, "message-id="):
+		e.Kind = KindMessageID
+		e.MessageID = s[len("message-id="):]
+	case strings.HasPrefix(s, "reject: "), strings.HasPrefix(s, "reject_warning: "), strings.HasPrefix(s, "milter-reject: "),
+		strings.HasPrefix(s, "hold: "), strings.HasPrefix(s, "discard: "), strings.HasPrefix(s, "warning: "),
+		strings.HasPrefix(s, "milter-hold: "), strings.HasPrefix(s, "milter-discard: "), strings.HasPrefix(s, "redirect: "),
+		strings.HasPrefix(s, "filter: "), strings.HasPrefix(s, "replace: "), strings.HasPrefix(s, "prepend: "):
+		parseAction(e, s)
+	case strings.HasSuffix(s, " notification: "+lastWord(s)) && strings.Contains(s, "notification: "):
+		e.Kind = KindNotification
+		e.NewQID = lastWord(s)
+		e.Text = s[:strings.Index(s, " notification: ")] // "sender non-delivery"
+	case strings.HasPrefix(s, "uid="):
+		e.Kind = KindPickup
+		if i := strings.Index(s, "from=<"); i >= 0 {
+			if j := strings.IndexByte(s[i+6:], '>'); j >= 0 {
+				e.From, e.HasFrom = s[i+6:i+6+j], true
+			}
+		}
+	case strings.HasPrefix(s, "resent-message-id="), s == "placed on hold", s == "released from hold",
+		s == "requeued", strings.HasPrefix(s, "enabling PIX workarounds"), strings.HasPrefix(s, "lost connection with"),
+		strings.HasPrefix(s, "conversation with"), strings.HasPrefix(s, "host "), strings.HasPrefix(s, "orig_queue_id="),
+		strings.HasPrefix(s, "sender delivery status notification"):
+		e.Kind = KindInfo
+		e.Text = s
+	}
+}
+
+func lastWord(s string) string {
+	if i := strings.LastIndexByte(s, ' '); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+// parseDelivery: to=<r>, [orig_to=<o>, ]relay=R, [conn_use=N, ]delay=D, delays=a/b/c/d, dsn=X.Y.Z, status=S (text)
+func parseDelivery(e *Event, s string) {
+	st := strings.Index(s, "status=")
+	if st < 0 {
+		return
+	}
+	head, tail := s[:st], s[st+len("status="):]
+	status, text, _ := strings.Cut(tail, " ")
+	e.Status = status
+	if len(text) >= 2 && text[0] == '(' && text[len(text)-1] == ')' {
+		text = text[1 : len(text)-1]
+	}
+	e.Text = text
+	for head != "" {
+		var kv string
+		kv, head, _ = strings.Cut(head, ", ")
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "to":
+			e.To = trimAngle(v)
+		case "orig_to":
+			e.OrigTo = trimAngle(v)
+		case "relay":
+			e.Relay = v
+		case "delay":
+			e.Delay, _ = strconv.ParseFloat(v, 64)
+		case "delays":
+			e.Delays = v
+		case "dsn":
+			e.DSN = v
+		}
+	}
+	if e.To == "" && !strings.HasPrefix(s, "to=<>") {
+		return
+	}
+	e.Kind = KindDelivery
+	if i := strings.Index(text, "queued as "); i >= 0 {
+		q := text[i+len("queued as "):]
+		if j := strings.IndexAny(q, " ,;)"); j >= 0 {
+			q = q[:j]
+		}
+		if IsQueueID(q) {
+			e.QueuedAs = q
+		}
+	}
+	e.Code, e.Enhanced = replyCodes(text)
+}
+
+// parseFrom: from=<s>, size=N, nrcpt=N (queue active) | from=<s>, status=expired, returned to sender
+func parseFrom(e *Event, s string) {
+	if !strings.HasPrefix(s, "from=<") {
+		return
+	}
+	j := strings.Index(s, ">, ")
+	if j < 0 {
+		return
+	}
+	e.From, e.HasFrom = s[len("from=<"):j], true
+	rest := s[j+3:]
+	if strings.HasPrefix(rest, "status=expired") {
+		e.Kind = KindExpired
+		e.Status = "expired"
+		return
+	}
+	for rest != "" {
+		var kv string
+		kv, rest, _ = strings.Cut(rest, ", ")
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "size":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return
+			}
+			e.Size = n
+		case "nrcpt":
+			v, _, _ = strings.Cut(v, " ")
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return
+			}
+			e.Nrcpt = n
+			e.Kind = KindQueued
+		}
+	}
+}
+
+// parseAction: ACTION: STAGE from host[ip]: REPLY; from=<s> to=<r> proto=P helo=<h>[: text]
+// and cleanup's ACTION: header|body TEXT from host[ip]; from=<s> to=<r> proto=P helo=<h>: text
+func parseAction(e *Event, s string) {
+	act, rest, _ := strings.Cut(s, ": ")
+	e.Action = act
+	switch act {
+	case "reject", "milter-reject":
+		e.Kind = KindReject
+	case "reject_warning":
+		e.Kind = KindRejectWarning
+	default:
+		e.Kind = KindCheck
+	}
+	// The envelope part begins at the last "; from=<".
+	env := ""
+	if i := strings.LastIndex(rest, "; from=<"); i >= 0 {
+		env = rest[i+2:]
+		rest = rest[:i]
+	}
+	stage, after, ok := strings.Cut(rest, " ")
+	e.Stage = stage
+	if stage == "header" || stage == "body" {
+		// "header Subject: x from host[ip]" — the matched text, then the client.
+		if i := strings.LastIndex(after, " from "); i >= 0 {
+			e.CheckSubject = after[:i]
+			e.ClientHost, e.ClientIP, e.ClientPort = splitClient(after[i+len(" from "):])
+		} else {
+			e.CheckSubject = after
+		}
+	} else if ok && strings.HasPrefix(after, "from ") {
+		client, reply, _ := strings.Cut(after[len("from "):], ": ")
+		e.ClientHost, e.ClientIP, e.ClientPort = splitClient(client)
+		e.Reply = reply
+	}
+	// Envelope: from=<s> to=<r> proto=P helo=<h>[: text]. Values are in
+	// angle brackets and may contain spaces, so scan them by brackets.
+	for env != "" {
+		env = strings.TrimLeft(env, " ,")
+		k, v, ok := strings.Cut(env, "=")
+		if !ok {
+			break
+		}
+		if strings.HasPrefix(v, "<") {
+			end := strings.Index(v, ">")
+			if end < 0 {
+				break
+			}
+			val := v[1:end]
+			env = v[end+1:]
+			switch k {
+			case "from":
+				e.From, e.HasFrom = val, true
+			case "to":
+				e.To = val
+			case "helo":
+				e.Helo = val
+			}
+		} else {
+			val := v
+			if j := strings.IndexAny(v, " ,:"); j >= 0 {
+				val, env = v[:j], v[j:]
+			} else {
+				env = ""
+			}
+			if k == "proto" {
+				e.Proto = val
+			}
+		}
+		if strings.HasPrefix(env, ": ") {
+			e.Text = env[2:]
+			break
+		}
+	}
+	if e.Reply == "" && e.Text != "" {
+		e.Reply = e.Text
+	}
+	e.Code, e.Enhanced = replyCodes(e.Reply)
+}
+
+// parseSASLFailed: host[ip]: SASL M authentication failed: reason[, sasl_username=U]
+func parseSASLFailed(e *Event, s string) bool {
+	client, rest, ok := strings.Cut(s, ": SASL ")
+	if !ok {
+		return false
+	}
+	mech, reason, ok := strings.Cut(rest, " authentication failed")
+	if !ok {
+		return false
+	}
+	e.Kind = KindSASLFailed
+	e.ClientHost, e.ClientIP, e.ClientPort = splitClient(client)
+	e.SASLMethod = mech
+	reason = strings.TrimPrefix(reason, ": ")
+	if i := strings.Index(reason, ", sasl_username="); i >= 0 {
+		e.SASLUser = reason[i+len(", sasl_username="):]
+		reason = reason[:i]
+	}
+	e.Text = reason
+	return true
+}
+
+// parseUnqueued handles lines without a queue ID.
+func parseUnqueued(e *Event, s string) {
+	switch {
+	case strings.HasPrefix(s, "connect from "):
+		e.Kind = KindConnect
+		e.ClientHost, e.ClientIP, e.ClientPort = splitClient(s[len("connect from "):])
+	case strings.HasPrefix(s, "disconnect from "):
+		e.Kind = KindDisconnect
+		client, counters, _ := strings.Cut(s[len("disconnect from "):], " ")
+		e.ClientHost, e.ClientIP, e.ClientPort = splitClient(client)
+		e.Counters = counters
+	case strings.HasPrefix(s, "lost connection after "), strings.HasPrefix(s, "timeout after "),
+		strings.HasPrefix(s, "too many errors after "):
+		e.Kind = KindLost
+		i := strings.Index(s, " from ")
+		if i < 0 {
+			e.Kind = KindUnknown
+			return
+		}
+		e.Text = s[:i]
+		e.ClientHost, e.ClientIP, e.ClientPort = splitClient(s[i+len(" from "):])
+		e.Stage = lastWord(e.Text)
+	case strings.Contains(s, " TLS connection established "):
+		parseTLS(e, s)
+	case strings.HasPrefix(s, "NOQUEUE: "):
+		// postscreen's reject has no queue: handled by Parse via parseQueued.
+	default:
+		if isInfo(e.Daemon, s) {
+			e.Kind = KindInfo
+			e.Text = s
+		}
+	}
+}
+
+// isInfo recognises lines that carry nothing for a record.
+func isInfo(daemon, s string) bool {
+	switch daemon {
+	case "postscreen", "dnsblog", "anvil", "master", "postfix-script", "scache", "tlsproxy", "postsuper", "postlogd", "tlsmgr", "verify":
+		return true
+	}
+	for _, p := range [...]string{"connect to ", "improper command pipelining", "warning", "statistics:",
+		"setting up TLS connection", "SSL_accept error", "SSL_connect error", "Trusted TLS", "Verified TLS",
+		"Untrusted TLS", "Anonymous TLS", "NOQUEUE: lost connection", "discarding EHLO keywords",
+		"reject: ", "daemon started", "terminating on signal", "reload", "refreshing", "mail system",
+		"host ", "SMTPUTF8", "Cannot start TLS", "certificate verification", "server certificate",
+		"server features", "message not accepted", "addr ", "hostname ", "Server certificate"} {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseTLS: TRUST TLS connection established (from host[ip]|to host[ip]:port): VERSION with cipher CIPHER (…)…
+func parseTLS(e *Event, s string) {
+	trust, rest, _ := strings.Cut(s, " TLS connection established ")
+	e.TLSTrust = trust
+	var peer string
+	switch {
+	case strings.HasPrefix(rest, "from "):
+		e.Kind = KindTLSIn
+		peer, rest, _ = strings.Cut(rest[len("from "):], ": ")
+	case strings.HasPrefix(rest, "to "):
+		e.Kind = KindTLSOut
+		peer, rest, _ = strings.Cut(rest[len("to "):], ": ")
+	default:
+		return
+	}
+	e.Peer = peer
+	e.ClientHost, e.ClientIP, e.ClientPort = splitClient(peer)
+	e.TLSVersion, rest, _ = strings.Cut(rest, " with cipher ")
+	e.TLSCipher, _, _ = strings.Cut(rest, " ")
+}
+
+// splitClient parses "host[ip]" or "host[ip]:port" (postscreen: "[ip]:port").
+func splitClient(s string) (host, ip string, port int) {
+	ob := strings.IndexByte(s, '[')
+	cb := strings.LastIndexByte(s, ']')
+	if ob < 0 || cb < ob {
+		return s, "", 0
+	}
+	host, ip = s[:ob], s[ob+1:cb]
+	if rest := s[cb+1:]; len(rest) > 1 && rest[0] == ':' {
+		if p, err := strconv.Atoi(rest[1:]); err == nil && p > 0 && p < 65536 {
+			port = p
+		}
+	}
+	ip = strings.TrimPrefix(ip, "IPv6:")
+	return host, ip, port
+}
+
+func trimAngle(s string) string {
+	if len(s) >= 2 && s[0] == '<' && s[len(s)-1] == '>' {
+		return s[1 : len(s)-1]
+	}
+	return s
+}
+
+// replyCodes finds an SMTP reply code and enhanced status code in text:
+// "554 5.7.1 …" or "host x said: 450 4.2.0 …".
+func replyCodes(text string) (int, string) {
+	s := text
+	if i := strings.Index(s, " said: "); i >= 0 {
+		s = s[i+len(" said: "):]
+	}
+	code := 0
+	if len(s) >= 4 && s[3] == ' ' && s[0] >= '2' && s[0] <= '5' && isDigit(s[1]) && isDigit(s[2]) {
+		code = int(s[0]-'0')*100 + int(s[1]-'0')*10 + int(s[2]-'0')
+		s = s[4:]
+	}
+	enh := ""
+	if w, _, _ := strings.Cut(s, " "); isEnhanced(w) {
+		enh = w
+	}
+	return code, enh
+}
+
+func isEnhanced(w string) bool {
+	if len(w) < 5 || len(w) > 11 || (w[0] != '2' && w[0] != '4' && w[0] != '5') || w[1] != '.' {
+		return false
+	}
+	dots := 1
+	for i := 2; i < len(w); i++ {
+		switch {
+		case w[i] == '.':
+			dots++
+		case !isDigit(w[i]):
+			return false
+		}
+	}
+	return dots == 2 && w[len(w)-1] != '.'
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
