@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 	"time"
 )
 
@@ -45,7 +46,9 @@ type ReaderOptions struct {
 	Stats *ReadStats
 }
 
-// ReadStats counts what a reader saw.
+// ReadStats counts what a reader saw. Bytes is updated atomically, so a
+// progress display may read it with atomic.LoadInt64 while the reader runs;
+// read the others when it is done.
 type ReadStats struct {
 	Lines     int64
 	Bytes     int64 // bytes of (decompressed) input consumed
@@ -180,7 +183,7 @@ func (lr *lineReader) fill() bool {
 		n, err := lr.r.Read(buf[len(buf):cap(buf)])
 		if n > 0 {
 			if s := lr.opt.Stats; s != nil {
-				s.Bytes += int64(n)
+				atomic.AddInt64(&s.Bytes, int64(n))
 			}
 		}
 		data := buf[len(buf) : len(buf)+n]

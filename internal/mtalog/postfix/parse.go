@@ -14,26 +14,26 @@ import (
 type Kind uint8
 
 const (
-	KindUnknown        Kind = iota
-	KindConnect             // smtpd: connect from host[ip]
-	KindDisconnect          // smtpd: disconnect from host[ip] ehlo=1 … commands=N
-	KindLost                // smtpd: lost connection / timeout / too many errors after CMD from host[ip]
-	KindClient              // smtpd: QID: client=host[ip][, sasl_method=M, sasl_username=U]
-	KindReject              // smtpd/postscreen/cleanup: [QID|NOQUEUE]: reject: STAGE from host[ip]: reply; from=<> to=<> proto= helo=<>
-	KindRejectWarning       // … reject_warning: …
-	KindTLSIn               // smtpd: T TLS connection established from host[ip]: version with cipher C …
-	KindTLSOut              // smtp/lmtp: T TLS connection established to host[ip]:port: version with cipher C …
-	KindSASLFailed          // smtpd: warning: host[ip]: SASL M authentication failed: reason[, sasl_username=U]
-	KindMessageID           // cleanup: QID: message-id=<id>
-	KindCheck               // cleanup: QID: hold|discard|warning|redirect|filter|…: header|body …: text
-	KindQueued              // qmgr: QID: from=<s>, size=N, nrcpt=N (queue active)
-	KindExpired             // qmgr: QID: from=<s>, status=expired, returned to sender
-	KindRemoved             // qmgr/postsuper: QID: removed
-	KindDelivery            // smtp/lmtp/local/virtual/pipe/error/discard/qmgr: QID: to=<r>, …, status=S (text)
-	KindNotification        // bounce: QID: sender non-delivery notification: NEWQID
-	KindPickup              // pickup: QID: uid=N from=<s>
-	KindDiagnostic          // warning:, error:, fatal:, panic: lines
-	KindInfo                // understood, nothing to record (postscreen verdicts, master, statistics, …)
+	KindUnknown       Kind = iota
+	KindConnect            // smtpd: connect from host[ip]
+	KindDisconnect         // smtpd: disconnect from host[ip] ehlo=1 … commands=N
+	KindLost               // smtpd: lost connection / timeout / too many errors after CMD from host[ip]
+	KindClient             // smtpd: QID: client=host[ip][, sasl_method=M, sasl_username=U]
+	KindReject             // smtpd/postscreen/cleanup: [QID|NOQUEUE]: reject: STAGE from host[ip]: reply; from=<> to=<> proto= helo=<>
+	KindRejectWarning      // … reject_warning: …
+	KindTLSIn              // smtpd: T TLS connection established from host[ip]: version with cipher C …
+	KindTLSOut             // smtp/lmtp: T TLS connection established to host[ip]:port: version with cipher C …
+	KindSASLFailed         // smtpd: warning: host[ip]: SASL M authentication failed: reason[, sasl_username=U]
+	KindMessageID          // cleanup: QID: message-id=<id>
+	KindCheck              // cleanup: QID: hold|discard|warning|redirect|filter|…: header|body …: text
+	KindQueued             // qmgr: QID: from=<s>, size=N, nrcpt=N (queue active)
+	KindExpired            // qmgr: QID: from=<s>, status=expired, returned to sender
+	KindRemoved            // qmgr/postsuper: QID: removed
+	KindDelivery           // smtp/lmtp/local/virtual/pipe/error/discard/qmgr: QID: to=<r>, …, status=S (text)
+	KindNotification       // bounce: QID: sender non-delivery notification: NEWQID
+	KindPickup             // pickup: QID: uid=N from=<s>
+	KindDiagnostic         // warning:, error:, fatal:, panic: lines
+	KindInfo               // understood, nothing to record (postscreen verdicts, master, statistics, …)
 )
 
 // Event is one parsed Postfix log line. Strings share the line's memory.

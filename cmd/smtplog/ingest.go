@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/smtplog/smtplog/internal/mtalog"
+	"github.com/smtplog/smtplog/internal/mtalog/postfix"
+	"github.com/smtplog/smtplog/internal/record"
+)
+
+// ingestDialects lists the MTAs `smtplog ingest` knows, one line each; --mta
+// auto gives each line to the first dialect that claims its program.
+func ingestDialects() []mtalog.Dialect {
+	return []mtalog.Dialect{
+		postfix.Dialect(),
+	}
+}
+
+func newIngestCmd(e *env) *cobra.Command {
+	var (
+		mta        string
+		outPath    string
+		format     string
+		unparsed   string
+		flushAfter time.Duration
+		maxLine    int
+		progress   string
+	)
+	cmd := &cobra.Command{
+		Use:   "ingest [flags] FILE...|-",
+		Short: "Turn MTA logs (Postfix, …) into message and session records",
+		Long: `Read MTA log files (plain or gzip, detected by content; "-" is standard
+input), join their lines by queue ID into one record per message (with
+per-recipient deliveries) and per SMTP session, and write them as JSON lines
+or text. Several files (a rotated set like mail.log.2.gz mail.log.1
+mail.log) are merged in time order. Lines no parser understands are counted
+per program and, with --unparsed, kept in a file. A summary goes to
+standard error.`,
+		Example: `  smtplog ingest /var/log/mail.log.1.gz /var/log/mail.log --out -
+  smtplog ingest --mta postfix --unparsed unknown.txt - < mail.log > records.jsonl`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := record.ParseFormat(format)
+			if err != nil {
+				return exitError{code: 2, msg: err.Error()}
+			}
+			dialects := ingestDialects()
+			if mta != "auto" {
+				if _, ok := findDialect(dialects, mta); !ok {
+					return exitError{code: 2, msg: fmt.Sprintf("--mta %s: not supported yet; known: auto, %v", mta, mtalog.DialectNames(dialects))}
+				}
+			}
+			if flushAfter < 0 {
+				return exitError{code: 2, msg: "--flush-after must not be negative"}
+			}
+			stdinUsed := false
+			for _, a := range args {
+				if a == "-" {
+					if stdinUsed {
+						return exitError{code: 2, msg: "standard input (-) can be named once"}
+					}
+					stdinUsed = true
+					continue
+				}
+				if _, err := os.Stat(a); err != nil {
+					if errors.Is(err, fs.ErrNotExist) {
+						return exitError{code: 1, msg: fmt.Sprintf("ingest: %s: no such file", a)}
+					}
+					return exitError{code: 1, msg: fmt.Sprintf("ingest: %v", err)}
+				}
+			}
+			return runIngest(cmd.Context(), e, ingestConfig{
+				dialects: dialects, mta: mta, files: args, outPath: outPath, format: f,
+				unparsed: unparsed, flushAfter: flushAfter, maxLine: maxLine, progress: progress,
+			})
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&mta, "mta", "auto", "which MTA wrote the logs: auto, postfix, exim, sendmail, opensmtpd")
+	fs.StringVar(&outPath, "out", "-", "write records to this file (- is standard output)")
+	fs.StringVar(&format, "format", "json", "record format: json or text")
+	fs.StringVar(&unparsed, "unparsed", "", "append the lines no parser understood to this file")
+	fs.DurationVar(&flushAfter, "flush-after", mtalog.DefaultFlushAfter, "emit a message as incomplete after this long (log time) without a line")
+	fs.IntVar(&maxLine, "max-line", mtalog.DefaultMaxLine, "longest log line kept whole, in bytes; longer lines are cut and counted")
+	fs.StringVar(&progress, "progress", "auto", "progress on standard error: auto (on a terminal), always, never")
+	return cmd
+}
+
+func findDialect(ds []mtalog.Dialect, name string) (mtalog.Dialect, bool) {
+	for _, d := range ds {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return mtalog.Dialect{}, false
+}
+
+type ingestConfig struct {
+	dialects   []mtalog.Dialect
+	mta        string
+	files      []string
+	outPath    string
+	format     record.Format
+	unparsed   string
+	flushAfter time.Duration
+	maxLine    int
+	progress   string
+}
+
+func runIngest(ctx context.Context, e *env, c ingestConfig) (err error) {
+	var out io.Writer = e.stdout
+	if c.outPath != "-" && c.outPath != "" {
+		fh, err := os.OpenFile(c.outPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		if err != nil {
+			return exitError{code: 1, msg: fmt.Sprintf("ingest: %v", err)}
+		}
+		defer func() {
+			if cerr := fh.Close(); cerr != nil && err == nil {
+				err = exitError{code: 1, msg: fmt.Sprintf("ingest: %v", cerr)}
+			}
+		}()
+		out = fh
+	}
+	bw := bufio.NewWriterSize(out, 256<<10)
+	w := record.NewWriter(bw, c.format)
+
+	var unw *bufio.Writer
+	if c.unparsed != "" {
+		fh, err := os.OpenFile(c.unparsed, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		if err != nil {
+			return exitError{code: 1, msg: fmt.Sprintf("ingest: %v", err)}
+		}
+		defer fh.Close()
+		unw = bufio.NewWriterSize(fh, 64<<10)
+	}
+	opt := mtalog.PipelineOptions{
+		Dialects:   c.dialects,
+		MTA:        c.mta,
+		FlushAfter: c.flushAfter,
+		Handler: record.HandlerFunc(func(_ context.Context, r *record.Record) error {
+			return w.Write(r)
+		}),
+	}
+	if unw != nil {
+		opt.Unparsed = unw
+	}
+	p, err := mtalog.NewPipeline(opt)
+	if err != nil {
+		return exitError{code: 2, msg: err.Error()}
+	}
+
+	var rs readCounter
+	parse := mtalog.Parsers(c.dialects)
+	files := make([]mtalog.FileSource, len(c.files))
+	var total int64
+	for i, path := range c.files {
+		files[i] = mtalog.FileSource{Path: path, Stdin: e.stdin, Parse: parse, MaxLine: c.maxLine, Stats: &rs.stats}
+		if path != "-" {
+			if st, err := os.Stat(path); err == nil {
+				total += st.Size()
+			}
+		}
+	}
+	stop := startProgress(ctx, e, c.progress, total, &rs)
+	start := time.Now()
+	runErr := p.Run(ctx, mtalog.Merge(files...))
+	stop()
+	if err := bw.Flush(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("write records: %w", err)
+	}
+	if unw != nil {
+		if err := unw.Flush(); err != nil && runErr == nil {
+			runErr = fmt.Errorf("write unparsed lines: %w", err)
+		}
+	}
+	st := p.Stats()
+	el := time.Since(start)
+	mb := float64(rs.stats.Bytes) / 1e6
+	fmt.Fprintf(e.stderr, "smtplog ingest: %s; %.1f MB in %.2fs (%.0f MB/s)\n",
+		st.Summary(), mb, el.Seconds(), mb/max(el.Seconds(), 1e-9))
+	if runErr != nil {
+		if errors.Is(runErr, fs.ErrNotExist) {
+			return exitError{code: 1, msg: fmt.Sprintf("ingest: %v", runErr)}
+		}
+		return exitError{code: 1, msg: fmt.Sprintf("ingest: %v", runErr)}
+	}
+	return nil
+}
+
+// readCounter holds the reader's counters, shared with the progress display.
+type readCounter struct {
+	stats mtalog.ReadStats
+}
+
+// startProgress shows read progress on standard error when it is a
+// terminal (or always/never as asked) for inputs over 64 MB; it returns a
+// function that stops and clears it.
+func startProgress(ctx context.Context, e *env, mode string, total int64, rc *readCounter) func() {
+	show := false
+	switch mode {
+	case "always":
+		show = true
+	case "never":
+	default:
+		show = total > 64<<20 && isTerminal(e.stderr)
+	}
+	if !show {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				fmt.Fprint(e.stderr, "\r\033[K")
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				n := atomic.LoadInt64(&rc.stats.Bytes)
+				if total > 0 {
+					fmt.Fprintf(e.stderr, "\r\033[Kingest: %5.1f%% %d/%d MB", 100*float64(n)/float64(total), n>>20, total>>20)
+				} else {
+					fmt.Fprintf(e.stderr, "\r\033[Kingest: %d MB", n>>20)
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
