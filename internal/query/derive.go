@@ -27,10 +27,11 @@ func Sender(r *record.Record) (addr string, ok bool) {
 	if r.MailFrom == nil {
 		return "", false
 	}
-	return normAddr(*r.MailFrom), true
+	return NormAddr(*r.MailFrom), true
 }
 
-func normAddr(s string) string {
+// NormAddr lower-cases an address and trims spaces and one pair of angle brackets.
+func NormAddr(s string) string {
 	return strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(s), "<"), ">"))
 }
 
@@ -39,7 +40,7 @@ func normAddr(s string) string {
 func Recipients(r *record.Record) []string {
 	var out []string
 	add := func(s string) {
-		a := normAddr(s)
+		a := NormAddr(s)
 		if a == "" {
 			return
 		}

@@ -1,0 +1,176 @@
+package store
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/smtplog/smtplog/internal/query"
+)
+
+// where translates a query into a boolean SQL expression over "records r".
+// Values are always bound parameters, never part of the SQL text.
+//
+// A term's SQL may be NULL where Match says false (a NULL column); WHERE,
+// AND and OR treat NULL as false monotonically, and NOT is the only place
+// where that would differ, so a negation is wrapped in coalesce(…, 0).
+type sqlBuilder struct {
+	args []any
+}
+
+func (b *sqlBuilder) arg(v any) string {
+	b.args = append(b.args, v)
+	return "?"
+}
+
+func (b *sqlBuilder) expr(x query.Expr) (string, error) {
+	switch x := x.(type) {
+	case *query.And:
+		return b.list(x.X, " AND ")
+	case *query.Or:
+		return b.list(x.X, " OR ")
+	case *query.Not:
+		s, err := b.expr(x.X)
+		if err != nil {
+			return "", err
+		}
+		return "NOT coalesce((" + s + "), 0)", nil
+	case *query.Term:
+		return b.term(x)
+	}
+	return "", fmt.Errorf("store: unknown query node %T", x)
+}
+
+func (b *sqlBuilder) list(xs []query.Expr, sep string) (string, error) {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		s, err := b.expr(x)
+		if err != nil {
+			return "", err
+		}
+		parts[i] = "(" + s + ")"
+	}
+	return strings.Join(parts, sep), nil
+}
+
+// globSQL turns a "*"-only pattern into a SQLite GLOB pattern that matches
+// the same strings: "?" and "[" are made literal.
+func globSQL(p string) string {
+	r := strings.NewReplacer("?", "[?]", "[", "[[]")
+	return r.Replace(p)
+}
+
+// likeSubstring returns a LIKE pattern (ESCAPE '\') for "contains s".
+func likeSubstring(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return "%" + r.Replace(s) + "%"
+}
+
+// pattern compares column col with p.
+func (b *sqlBuilder) pattern(col string, p query.Pattern) string {
+	switch p.Kind {
+	case query.Exact:
+		return col + " = " + b.arg(p.S)
+	case query.Glob:
+		return col + " GLOB " + b.arg(globSQL(p.S))
+	case query.Substring:
+		return "instr(" + col + ", " + b.arg(p.S) + ") > 0"
+	case query.Null:
+		return col + " = ''"
+	}
+	return "0"
+}
+
+func (b *sqlBuilder) term(t *query.Term) (string, error) {
+	switch t.Field {
+	case query.FieldFrom:
+		if t.Pattern.Kind == query.DomainOf {
+			return "r.from_domain = " + b.arg(t.Pattern.S), nil
+		}
+		return b.pattern("r.mail_from", t.Pattern), nil
+	case query.FieldTo:
+		var p string
+		if t.Pattern.Kind == query.DomainOf {
+			p = "domain = " + b.arg(t.Pattern.S)
+		} else {
+			p = b.pattern("addr", t.Pattern)
+		}
+		return "r.id IN (SELECT record_id FROM rcpts WHERE " + p + ")", nil
+	case query.FieldDomain:
+		return "(" + b.pattern("r.from_domain", t.Pattern) + " OR r.id IN (SELECT record_id FROM rcpts WHERE " +
+			b.pattern("domain", t.Pattern) + "))", nil
+	case query.FieldStatus:
+		return "r.status = " + b.arg(t.Pattern.S), nil
+	case query.FieldSource:
+		return "r.source = " + b.arg(t.Pattern.S), nil
+	case query.FieldType:
+		return "r.type = " + b.arg(t.Pattern.S), nil
+	case query.FieldMsgID:
+		return "r.message_id = " + b.arg(t.Pattern.S), nil
+	case query.FieldQueue:
+		return "(r.queue_id = " + b.arg(t.Pattern.S) + " OR r.id IN (SELECT record_id FROM deliveries WHERE queue_id = " +
+			b.arg(t.Pattern.S) + "))", nil
+	case query.FieldSession:
+		return "r.session_id = " + b.arg(t.Pattern.S), nil
+	case query.FieldIP:
+		lo, hi := prefixRange(t.Prefix)
+		return "(r.client_ip BETWEEN " + b.arg(lo) + " AND " + b.arg(hi) + " AND length(r.client_ip) = " +
+			b.arg(len(lo)) + ")", nil
+	case query.FieldUser:
+		return b.pattern("r.username", t.Pattern), nil
+	case query.FieldHelo:
+		return b.pattern("r.helo", t.Pattern), nil
+	case query.FieldTLS:
+		if t.Bool {
+			return "r.tls = 1", nil
+		}
+		return "r.tls = 0", nil
+	case query.FieldSubject:
+		return `r.subject LIKE ` + b.arg(likeSubstring(t.Pattern.S)) + ` ESCAPE '\'`, nil
+	case query.FieldAfter:
+		return "r.ts >= " + b.arg(unixNano(t.Time)), nil
+	case query.FieldBefore:
+		return "r.ts < " + b.arg(unixNano(t.Time)), nil
+	case query.FieldCode:
+		var p string
+		switch c := t.Code; {
+		case c.Class != 0:
+			p = "(c.reply BETWEEN " + b.arg(c.Class*100) + " AND " + b.arg(c.Class*100+99) +
+				" OR c.enhanced GLOB " + b.arg(fmt.Sprintf("%d.*", c.Class)) + ")"
+		case c.Reply != 0:
+			p = "c.reply = " + b.arg(c.Reply)
+		default:
+			p = "c.enhanced GLOB " + b.arg(globSQL(c.Enhanced))
+		}
+		return "EXISTS (SELECT 1 FROM codes c WHERE c.record_id = r.id AND " + p + ")", nil
+	case query.FieldText:
+		return "r.id IN (SELECT rowid FROM fts WHERE fts MATCH " + b.arg(ftsPhrase(t.Words, t.Prefixed)) + ")", nil
+	}
+	return "", fmt.Errorf("store: field %q not supported", t.Field)
+}
+
+// ftsPhrase builds an FTS5 phrase from words that contain only letters and
+// digits (query.Tokens), so no FTS5 syntax can be injected.
+func ftsPhrase(words []string, prefix bool) string {
+	s := `"` + strings.Join(words, " ") + `"`
+	if prefix {
+		s += "*"
+	}
+	return s
+}
+
+// prefixRange returns the first and last address of p, encoded as the
+// client_ip column is.
+func prefixRange(p netip.Prefix) (lo, hi []byte) {
+	lo = ipBytes(p.Masked().Addr())
+	hi = append([]byte(nil), lo...)
+	bits := p.Bits()
+	for i := range hi {
+		for j := 0; j < 8; j++ {
+			if i*8+j >= bits {
+				hi[i] |= 0x80 >> j
+			}
+		}
+	}
+	return lo, hi
+}

@@ -1,0 +1,510 @@
+// Package store keeps records in an embedded SQLite database
+// (modernc.org/sqlite, pure Go): versioned embedded migrations, one batched
+// writer, indexed lookups for search and trace, dashboard aggregates,
+// retention by age and size, and an FTS5 index on subjects and reply texts.
+//
+// # Durability
+//
+// Store implements record.Handler. Handle returns nil only after the
+// transaction holding the record has committed with PRAGMA synchronous=FULL
+// in WAL mode, which fsyncs the write-ahead log at every commit: a record
+// whose Handle returned nil survives a crash of the process (kill -9) and of
+// the machine (power loss), on storage that honours fsync. (synchronous=NORMAL
+// would survive kill -9 but could lose the last commits to a power loss, so
+// it is only an option for those who accept that.) Many Handle calls share
+// one commit, so the fsync is paid once per batch, not per record.
+//
+// When the writer falls behind and its queue is full, Handle waits at most
+// Options.BusyTimeout (or until ctx is done) and then returns an error
+// wrapping ErrBusy: the caller pushes back (the relay answers 451), nothing
+// is dropped silently. An error from Handle means the record may or may not
+// have been stored (for example when ctx ended while its batch committed); it
+// was not acknowledged.
+//
+// # Layout
+//
+// Message and session records share one table, so that search, keyset
+// paging and retention cover both with one query; recipients, refused
+// recipients, deliveries, reply codes, transcripts and the full-text index
+// are child tables keyed by the record's id. The columns that terms compare
+// against are derived with package query's functions, which Match uses too,
+// so the SQL and the in-memory matcher agree by construction.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/smtplog/smtplog/internal/record"
+)
+
+var (
+	// ErrBusy means the writer's queue stayed full: push back and retry later.
+	ErrBusy = errors.New("store: busy, writer queue full")
+	// ErrClosed means the store was closed.
+	ErrClosed = errors.New("store: closed")
+	// ErrNotFound means no record matched a lookup.
+	ErrNotFound = errors.New("store: not found")
+)
+
+var _ record.Handler = (*Store)(nil)
+
+// Sync is the SQLite synchronous level used for commits.
+type Sync string
+
+const (
+	SyncFull   Sync = "FULL"   // default: acknowledged records survive power loss
+	SyncNormal Sync = "NORMAL" // acknowledged records survive a process crash only
+)
+
+// Options configures a Store. The zero value is usable.
+type Options struct {
+	Sync        Sync          // default SyncFull
+	MaxBatch    int           // records per transaction; default 1000
+	MaxDelay    time.Duration // how long the writer waits to fill a batch; default 0: commit what is queued (group commit)
+	QueueSize   int           // writes waiting for the writer; default 10000
+	BusyTimeout time.Duration // how long Handle waits for room in a full queue; default 1s
+	ReadConns   int           // reader connections; default 4
+	Retention   Retention     // automatic pruning; off when both limits are zero
+	Now         func() time.Time
+	Logger      *slog.Logger // for automatic retention's outcome; default: discard
+}
+
+// Retention says what automatic pruning keeps.
+type Retention struct {
+	MaxAge   time.Duration // delete records older than this; 0: no limit
+	MaxBytes int64         // delete the oldest records while the database holds more; 0: no limit
+	Every    time.Duration // how often; default 10 minutes
+}
+
+func (o *Options) defaults() error {
+	if o.Sync == "" {
+		o.Sync = SyncFull
+	}
+	if o.Sync != SyncFull && o.Sync != SyncNormal {
+		return fmt.Errorf("store: unknown sync level %q: use FULL or NORMAL", o.Sync)
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 1000
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = 10000
+	}
+	if o.BusyTimeout <= 0 {
+		o.BusyTimeout = time.Second
+	}
+	if o.ReadConns <= 0 {
+		o.ReadConns = 4
+	}
+	if o.Retention.Every <= 0 {
+		o.Retention.Every = 10 * time.Minute
+	}
+	if o.Retention.MaxAge < 0 || o.Retention.MaxBytes < 0 {
+		return errors.New("store: negative retention limit")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Store is a SQLite record store. It is safe for concurrent use.
+type Store struct {
+	opts   Options
+	memory bool
+	w      *sql.DB // one connection, used only by the writer goroutine
+	r      *sql.DB // readers; the same as w for :memory:
+	ins    inserts
+
+	queue   chan *item
+	jobs    chan *job
+	closing chan struct{}
+	mu      sync.RWMutex // guards closed and the closing of queue
+	closed  bool
+	once    sync.Once
+
+	wctx       context.Context // the writer's; cancelled only by an expired Close
+	wcancel    context.CancelFunc
+	writerDone chan struct{}
+	retainDone chan struct{}
+}
+
+// item is one batch of records from one caller, acknowledged together.
+type item struct {
+	rows []*row
+	done chan error // buffered, 1
+}
+
+// job is work other than inserting that needs the write connection.
+type job struct {
+	fn   func(ctx context.Context, tx *sql.Tx) error
+	done chan error
+}
+
+// Open opens or creates the database at path (":memory:" for a private
+// in-memory one), applies pending migrations and starts the writer.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	s := &Store{
+		opts:       opts,
+		memory:     path == ":memory:",
+		queue:      make(chan *item, opts.QueueSize),
+		jobs:       make(chan *job),
+		closing:    make(chan struct{}),
+		writerDone: make(chan struct{}),
+		retainDone: make(chan struct{}),
+	}
+	var err error
+	if s.memory {
+		// Every connection to ":memory:" is a database of its own: use one.
+		s.w, err = sql.Open("sqlite", "file::memory:?"+params(opts.Sync, false).Encode())
+		if err != nil {
+			return nil, fmt.Errorf("store: open: %w", err)
+		}
+		s.w.SetMaxOpenConns(1)
+		s.w.SetMaxIdleConns(1)
+		s.w.SetConnMaxLifetime(0)
+		s.w.SetConnMaxIdleTime(0)
+		s.r = s.w
+	} else {
+		s.w, err = sql.Open("sqlite", "file:"+url.PathEscape(path)+"?"+params(opts.Sync, false).Encode())
+		if err != nil {
+			return nil, fmt.Errorf("store: open %s: %w", path, err)
+		}
+		s.w.SetMaxOpenConns(1)
+		s.w.SetMaxIdleConns(1)
+		s.w.SetConnMaxLifetime(0)
+		s.w.SetConnMaxIdleTime(0)
+	}
+	if err := migrate(ctx, s.w); err != nil {
+		s.w.Close()
+		return nil, err
+	}
+	if !s.memory {
+		s.r, err = sql.Open("sqlite", "file:"+url.PathEscape(path)+"?"+params(opts.Sync, true).Encode())
+		if err != nil {
+			s.w.Close()
+			return nil, fmt.Errorf("store: open %s for reading: %w", path, err)
+		}
+		s.r.SetMaxOpenConns(opts.ReadConns)
+		s.r.SetMaxIdleConns(opts.ReadConns)
+	}
+	if err := s.ins.prepare(ctx, s.w); err != nil {
+		s.closeDBs()
+		return nil, err
+	}
+	s.wctx, s.wcancel = context.WithCancel(context.WithoutCancel(ctx))
+	go s.writer()
+	if opts.Retention.MaxAge > 0 || opts.Retention.MaxBytes > 0 {
+		go s.retain()
+	} else {
+		close(s.retainDone)
+	}
+	return s, nil
+}
+
+// params are the connection settings. WAL lets readers run beside the
+// writer; busy_timeout covers the moments a reader needs a lock the writer
+// holds (checkpoints).
+func params(sync Sync, readOnly bool) url.Values {
+	v := url.Values{}
+	v.Set("_journal_mode", "WAL")
+	v.Set("_synchronous", string(sync))
+	v.Set("_busy_timeout", "10000")
+	v.Set("_auto_vacuum", "INCREMENTAL")
+	v.Set("_txlock", "immediate")
+	v.Add("_pragma", "cache_size(-32000)")
+	v.Add("_pragma", "temp_store(MEMORY)")
+	if readOnly {
+		v.Set("_query_only", "1")
+		v.Set("_txlock", "deferred")
+	}
+	return v
+}
+
+func (s *Store) closeDBs() {
+	if s.r != nil && s.r != s.w {
+		s.r.Close()
+	}
+	s.w.Close()
+}
+
+// Handle stores r and returns once the transaction holding it has
+// committed. See the package documentation for what an error means.
+func (s *Store) Handle(ctx context.Context, r *record.Record) error {
+	rw, err := prepareRow(r)
+	if err != nil {
+		return err
+	}
+	it := &item{rows: []*row{rw}, done: make(chan error, 1)}
+	if err := s.enqueue(ctx, it); err != nil {
+		return err
+	}
+	select {
+	case err := <-it.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("store: waiting for commit: %w", ctx.Err())
+	}
+}
+
+// Insert stores many records and returns once all have committed; for bulk
+// loads (log import). Records are committed in batches of at most
+// Options.MaxBatch; on error some of them may have been stored.
+func (s *Store) Insert(ctx context.Context, recs []*record.Record) error {
+	const chunk = 256
+	var pending []*item
+	for len(recs) > 0 {
+		n := min(chunk, len(recs))
+		it := &item{rows: make([]*row, 0, n), done: make(chan error, 1)}
+		for _, r := range recs[:n] {
+			rw, err := prepareRow(r)
+			if err != nil {
+				return err
+			}
+			it.rows = append(it.rows, rw)
+		}
+		recs = recs[n:]
+		if err := s.enqueue(ctx, it); err != nil {
+			return err
+		}
+		pending = append(pending, it)
+	}
+	for _, it := range pending {
+		select {
+		case err := <-it.done:
+			if err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("store: waiting for commit: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
+func (s *Store) enqueue(ctx context.Context, it *item) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	select {
+	case s.queue <- it:
+		return nil
+	default:
+	}
+	t := time.NewTimer(s.opts.BusyTimeout)
+	defer t.Stop()
+	select {
+	case s.queue <- it:
+		return nil
+	case <-t.C:
+		return ErrBusy
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrBusy, ctx.Err())
+	case <-s.closing:
+		return ErrClosed
+	}
+}
+
+// do runs fn in a write transaction of its own on the writer goroutine,
+// between batches.
+func (s *Store) do(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	j := &job{fn: fn, done: make(chan error, 1)}
+	select {
+	case s.jobs <- j:
+	case <-s.closing:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-j.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// writer owns the write connection: it commits queued records in batches
+// and runs jobs between them, until the queue is closed and drained.
+func (s *Store) writer() {
+	defer close(s.writerDone)
+	var batch []*item
+	for {
+		var first *item
+		select {
+		case it, ok := <-s.queue:
+			if !ok {
+				return
+			}
+			first = it
+		case j := <-s.jobs:
+			j.done <- s.tx(s.wctx, j.fn)
+			continue
+		}
+		batch = append(batch[:0], first)
+		n := len(first.rows)
+		var timer <-chan time.Time
+		var t *time.Timer
+		if s.opts.MaxDelay > 0 {
+			t = time.NewTimer(s.opts.MaxDelay)
+			timer = t.C
+		}
+	fill:
+		for n < s.opts.MaxBatch {
+			select {
+			case it, ok := <-s.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, it)
+				n += len(it.rows)
+				continue
+			default:
+			}
+			if timer == nil {
+				break
+			}
+			select {
+			case it, ok := <-s.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, it)
+				n += len(it.rows)
+			case <-timer:
+				break fill
+			}
+		}
+		if t != nil {
+			t.Stop()
+		}
+		err := s.tx(s.wctx, func(ctx context.Context, tx *sql.Tx) error {
+			return s.ins.insert(ctx, tx, batch)
+		})
+		for i, it := range batch {
+			it.done <- err
+			batch[i] = nil
+		}
+	}
+}
+
+func (s *Store) tx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: begin: %w", err)
+	}
+	if err := fn(ctx, tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+// Close stops accepting records, commits those already queued and closes
+// the database. Cancelling ctx does not abort the final flush; its deadline,
+// if any, does (the records still queued are then not acknowledged).
+func (s *Store) Close(ctx context.Context) error {
+	first := false
+	s.once.Do(func() {
+		first = true
+		close(s.closing)
+	})
+	if !first {
+		return ErrClosed
+	}
+	<-s.retainDone
+	s.mu.Lock()
+	s.closed = true
+	close(s.queue)
+	s.mu.Unlock()
+
+	flush := context.WithoutCancel(ctx)
+	var cancel context.CancelFunc = func() {}
+	if d, ok := ctx.Deadline(); ok {
+		flush, cancel = context.WithDeadline(flush, d)
+	}
+	defer cancel()
+	var err error
+	select {
+	case <-s.writerDone:
+	case <-flush.Done():
+		s.wcancel()
+		<-s.writerDone
+		err = fmt.Errorf("store: close: final flush: %w", flush.Err())
+	}
+	s.wcancel()
+	s.ins.close()
+	if !s.memory {
+		// Fold the WAL into the database so the file stands alone.
+		if _, cerr := s.w.ExecContext(flush, "PRAGMA wal_checkpoint(TRUNCATE)"); cerr != nil && err == nil && flush.Err() == nil {
+			err = fmt.Errorf("store: close: checkpoint: %w", cerr)
+		}
+	}
+	if s.r != s.w {
+		if cerr := s.r.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("store: close readers: %w", cerr)
+		}
+	}
+	if cerr := s.w.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("store: close: %w", cerr)
+	}
+	return err
+}
+
+// retain prunes on a timer until the store closes.
+func (s *Store) retain() {
+	defer close(s.retainDone)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // ends a prune in progress when the store closes
+		select {
+		case <-s.closing:
+			cancel()
+		case <-stop:
+		}
+	}()
+	t := time.NewTicker(s.opts.Retention.Every)
+	defer t.Stop()
+	for {
+		var older time.Time
+		if s.opts.Retention.MaxAge > 0 {
+			older = s.opts.Now().Add(-s.opts.Retention.MaxAge)
+		}
+		res, err := s.Prune(ctx, older, s.opts.Retention.MaxBytes)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.opts.Logger.Warn("store: retention", "err", err) // the next tick tries again
+		case res.Deleted > 0:
+			s.opts.Logger.Info("store: retention", "deleted", res.Deleted, "bytes", res.Bytes)
+		}
+		select {
+		case <-s.closing:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
