@@ -55,6 +55,7 @@ type message struct {
 	members  []string            // queue IDs of this story
 	loopback bool                // arrived from a loopback client: may be a re-injected copy
 	emitted  bool                // emitted or merged; stale in lingering queue
+	hops     map[int]bool        // deliveries that handed the message to a content filter
 	rcptSeen map[string]struct{} // recipients in rec.RcptTo
 }
 
@@ -481,8 +482,11 @@ func (c *Correlator) delivery(l mtalog.Line, e *Event, emit func(*record.Record)
 		m.rec.UpstreamTLS = &tls
 	}
 	c.addDelivery(m, d)
-	if e.QueuedAs != "" && e.Status == "sent" {
-		c.link(l, m, e.QueuedAs)
+	if e.QueuedAs != "" && e.Status == "sent" && c.link(l, m, e.QueuedAs) {
+		if m.hops == nil {
+			m.hops = map[int]bool{}
+		}
+		m.hops[len(m.rec.Deliveries)-1] = true
 	}
 }
 
@@ -504,7 +508,7 @@ func (c *Correlator) addDelivery(m *message, d record.Delivery) {
 
 // link joins the message re-injected as qid (by a content filter that
 // answered "queued as qid") into m's story.
-func (c *Correlator) link(l mtalog.Line, m *message, qid string) {
+func (c *Correlator) link(l mtalog.Line, m *message, qid string) bool {
 	k := key{l.Host, qid}
 	n, ok := c.msgs[k]
 	if !ok {
@@ -516,11 +520,11 @@ func (c *Correlator) link(l mtalog.Line, m *message, qid string) {
 			}
 		}
 		if n == nil {
-			return
+			return false
 		}
 	}
 	if n == m {
-		return
+		return true
 	}
 	// Move n's members and deliveries into m.
 	for _, q := range n.members {
@@ -549,6 +553,7 @@ func (c *Correlator) link(l mtalog.Line, m *message, qid string) {
 	}
 	m.rec.Anomalies = append(m.rec.Anomalies, n.rec.Anomalies...)
 	n.emitted = true
+	return true
 }
 
 // finish completes m at once, whatever members are still open.
@@ -604,8 +609,12 @@ func (c *Correlator) emitMessage(m *message, incomplete bool, emit func(*record.
 		// The worst outcome over the recipients, each at its latest attempt
 		// (recipients in first-seen order).
 		worst, worstIdx := 0, -1
+		latest := m.latest
+		if len(m.hops) > 0 {
+			latest = latestAttempts(r.Deliveries, m.hops)
+		}
 		for _, rcpt := range r.RcptTo {
-			i := m.latest[rcpt]
+			i := latest[rcpt]
 			if rank := statusRank(r.Deliveries[i].Status); rank > worst || worstIdx < 0 {
 				worst, worstIdx = rank, i
 			}
@@ -626,6 +635,27 @@ func (c *Correlator) emitMessage(m *message, incomplete bool, emit func(*record.
 		r.Status = record.StatusAccepted
 	}
 	emit(&r)
+}
+
+// latestAttempts picks each recipient's latest delivery by time, where a
+// hand-over to a content filter counts only when nothing followed it.
+func latestAttempts(ds []record.Delivery, hops map[int]bool) map[string]int {
+	out := make(map[string]int, len(ds))
+	for i, d := range ds {
+		j, ok := out[d.Rcpt]
+		if !ok {
+			out[d.Rcpt] = i
+			continue
+		}
+		switch {
+		case hops[j] && !hops[i]:
+			out[d.Rcpt] = i
+		case !hops[j] && hops[i]:
+		case !d.Timestamp.Before(ds[j].Timestamp):
+			out[d.Rcpt] = i
+		}
+	}
+	return out
 }
 
 // statusRank orders delivery outcomes from best to worst.
