@@ -23,7 +23,9 @@ func TestParse(t *testing.T) {
 					strings.HasSuffix(e.Text, "(in reply to RCPT TO command)")
 			}},
 		{"postfix/qmgr", "4Qx7Yv1Xr7z9vLn: from=<>, size=2379, nrcpt=1 (queue active)",
-			func(e Event) bool { return e.Kind == KindQueued && e.HasFrom && e.From == "" && e.Size == 2379 && e.Nrcpt == 1 }},
+			func(e Event) bool {
+				return e.Kind == KindQueued && e.HasFrom && e.From == "" && e.Size == 2379 && e.Nrcpt == 1
+			}},
 		{"postfix/qmgr", "ABCDEF123: from=<a@b>, status=expired, returned to sender",
 			func(e Event) bool { return e.Kind == KindExpired && e.From == "a@b" }},
 		{"postfix/smtpd", "NOQUEUE: reject: RCPT from h[2001:db8::1]: 554 5.7.1 <x@y>: Relay access denied; from=<a b@c> to=<x@y> proto=ESMTP helo=<h>",
@@ -32,7 +34,9 @@ func TestParse(t *testing.T) {
 					e.From == "a b@c" && e.To == "x@y" && e.Proto == "ESMTP" && e.Helo == "h"
 			}},
 		{"postfix/smtpd", "warning: h[1.2.3.4]: SASL PLAIN authentication failed: authentication failure, sasl_username=u",
-			func(e Event) bool { return e.Kind == KindSASLFailed && e.SASLMethod == "PLAIN" && e.SASLUser == "u" && e.ClientIP == "1.2.3.4" }},
+			func(e Event) bool {
+				return e.Kind == KindSASLFailed && e.SASLMethod == "PLAIN" && e.SASLUser == "u" && e.ClientIP == "1.2.3.4"
+			}},
 		{"postfix/smtpd", "warning: hostname x does not resolve to address 1.2.3.4",
 			func(e Event) bool { return e.Kind == KindDiagnostic && e.Level == "warning" }},
 		{"postfix/bounce", "ABCDEF123: sender non-delivery notification: 123456ABC",
