@@ -107,7 +107,7 @@ type builder struct {
 	src   Source
 	items map[int64]store.Item
 
-	msgIDs, queues, sessions, parents      []string
+	msgIDs, queues, sessions, parents        []string
 	seenMsg, seenQueue, seenSess, seenParent map[string]bool
 	truncated                                bool
 }
