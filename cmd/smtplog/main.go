@@ -75,6 +75,8 @@ func newRoot(e *env) *cobra.Command {
 	root.AddCommand(newVersionCmd(e))
 	root.AddCommand(newProxyCmd(e))
 	root.AddCommand(newServeCmd(e))
+	root.AddCommand(newSearchCmd(e))
+	root.AddCommand(newTraceCmd(e))
 	root.AddCommand(newIngestCmd(e))
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		return applyConfig(cmd, e)
