@@ -3,11 +3,9 @@ package postfix_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"testing"
 	"time"
 
@@ -24,13 +22,9 @@ func bigLog(tb testing.TB, n int) []byte {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	qid := regexp.MustCompile(`\b[0-9A-F]{11}\b`)
-	pid := regexp.MustCompile(`\[(\d+)\]: `)
 	var out bytes.Buffer
-	for i := 0; i < n; i++ {
-		copyN := qid.ReplaceAllFunc(data, func(b []byte) []byte { return fmt.Appendf(nil, "%s%05X", b[:6], i&0xFFFFF) })
-		copyN = pid.ReplaceAllFunc(copyN, func(b []byte) []byte { return fmt.Appendf(nil, "[%d%s", i, b[1:]) })
-		out.Write(copyN)
+	if err := postfix.Replay(&out, data, n); err != nil {
+		tb.Fatal(err)
 	}
 	return out.Bytes()
 }

@@ -32,7 +32,16 @@ const (
 	FlagHold       = "hold"
 	FlagDiscarded  = "discarded"
 	FlagDSN        = "dsn" // the message is a notification Postfix generated
+	// FlagLocal marks a message submitted on this host through pickup
+	// (sendmail(1), postdrop) rather than received over SMTP.
+	FlagLocal = "local"
 )
+
+// Observer sees every line the correlator understood, with its parsed
+// Event, before the line is correlated. The Event's strings share the
+// line's memory: clone what is kept. Reports use it for the facts records
+// do not carry (warning, fatal and panic lines, master messages).
+type Observer func(l *mtalog.Line, e *Event)
 
 type key struct {
 	host string
@@ -81,6 +90,7 @@ type Correlator struct {
 	lingering []*message          // complete, waiting LinkWindow for a content filter link
 	now       time.Time           // latest line time
 	seq       uint64              // session counter, for unique session IDs
+	observe   Observer            // optional
 }
 
 var _ mtalog.Correlator = (*Correlator)(nil)
@@ -98,6 +108,10 @@ func NewCorrelator(o mtalog.CorrelatorOptions) *Correlator {
 	}
 }
 
+// SetObserver makes fn see every line the correlator understands; nil
+// removes it.
+func (c *Correlator) SetObserver(fn Observer) { c.observe = fn }
+
 // Feed consumes one line; see mtalog.Correlator.
 func (c *Correlator) Feed(l mtalog.Line, emit func(*record.Record)) bool {
 	if l.Time.After(c.now) {
@@ -105,9 +119,13 @@ func (c *Correlator) Feed(l mtalog.Line, emit func(*record.Record)) bool {
 		c.expireLingering(emit)
 	}
 	e := Parse(l.Program, l.Message)
-	switch e.Kind {
-	case KindUnknown:
+	if e.Kind == KindUnknown {
 		return false
+	}
+	if c.observe != nil {
+		c.observe(&l, &e)
+	}
+	switch e.Kind {
 	case KindConnect:
 		c.connect(l, &e, emit)
 	case KindDisconnect:
@@ -158,6 +176,7 @@ func (c *Correlator) Feed(l mtalog.Line, emit func(*record.Record)) bool {
 		if m.rec.MailFrom == nil {
 			m.rec.MailFrom = record.Ptr(strings.Clone(e.From))
 		}
+		m.rec.Flags = appendFlag(m.rec.Flags, FlagLocal)
 	case KindExpired:
 		m := c.message(l, e.QueueID, emit)
 		m.rec.Status = record.StatusExpired
