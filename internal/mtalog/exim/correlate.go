@@ -328,7 +328,7 @@ func (c *Correlator) delivery(ev *Event, t time.Time, host string) {
 		}
 		d.SMTPResponse = reply(ev.Text)
 	}
-	d.DSN = enhanced(d.SMTPResponse)
+	d.DSN = mtalog.EnhancedCode(d.SMTPResponse)
 	if d.DSN == "" {
 		d.DSN = defaultDSN(d.Status)
 	}
@@ -411,7 +411,7 @@ func (c *Correlator) reject(ev *Event, text string, t time.Time, host string, em
 		r.MailFrom = record.Ptr(ev.Sender)
 	}
 	r.SMTPResponse = ev.Text
-	r.ReplyCode, r.EnhancedCode = codes(ev.Text)
+	r.ReplyCode, r.EnhancedCode = mtalog.SplitReply(ev.Text)
 	switch ev.Command {
 	case "RCPT":
 		r.RejectedRcpt = []record.Rejection{{Address: ev.Address, SMTPResponse: ev.Text}}
@@ -595,23 +595,9 @@ func (c *Correlator) flushSession(key string, emit func(*record.Record)) {
 	emit(s.rec)
 }
 
-// statusRank orders delivery outcomes from best to worst.
-func statusRank(s string) int {
-	switch s {
-	case record.StatusSent:
-		return 1
-	case record.StatusDeferred:
-		return 2
-	case record.StatusBounced:
-		return 3
-	case record.StatusExpired:
-		return 4
-	}
-	return 0
-}
-
 // setStatus sets a message's status to the worst of its recipients' latest
-// outcomes, and its reply fields to that delivery's.
+// outcomes (a recipient is its original address when Exim rewrote it), and
+// its reply fields to that delivery's.
 func setStatus(r *record.Record) {
 	if r.Status == record.StatusRejected {
 		return
@@ -622,32 +608,13 @@ func setStatus(r *record.Record) {
 		}
 		return
 	}
-	latest := map[string]int{}
-	var order []string
-	for i, d := range r.Deliveries {
-		k := d.OrigRcpt
-		if k == "" {
-			k = d.Rcpt
+	best := mtalog.WorstLatest(r.Deliveries, func(d record.Delivery) string {
+		if d.OrigRcpt != "" {
+			return d.OrigRcpt
 		}
-		if _, ok := latest[k]; !ok {
-			order = append(order, k)
-		}
-		latest[k] = i
-	}
-	best := -1
-	for _, k := range order {
-		i := latest[k]
-		if best < 0 || statusRank(r.Deliveries[i].Status) >= statusRank(r.Deliveries[best].Status) {
-			best = i
-		}
-	}
-	d := r.Deliveries[best]
-	r.Status = d.Status
-	r.SMTPResponse = d.SMTPResponse
-	r.ReplyCode, r.EnhancedCode = codes(d.SMTPResponse)
-	if r.EnhancedCode == "" {
-		r.EnhancedCode = d.DSN
-	}
+		return d.Rcpt
+	})
+	mtalog.SetOutcome(r, r.Deliveries[best])
 }
 
 // reply finds an SMTP reply ("450 4.3.0 text") in an Exim error text such
@@ -665,48 +632,6 @@ func reply(text string) string {
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-// codes returns the reply code and enhanced status code at the start of an
-// SMTP reply ("550 5.7.1 ..."), or zero values.
-func codes(resp string) (int, string) {
-	if len(resp) < 3 || !isDigit(resp[0]) || !isDigit(resp[1]) || !isDigit(resp[2]) || resp[0] < '2' || resp[0] > '5' {
-		return 0, ""
-	}
-	if len(resp) > 3 && resp[3] != ' ' && resp[3] != '-' {
-		return 0, ""
-	}
-	code, _ := strconv.Atoi(resp[:3])
-	return code, enhanced(resp)
-}
-
-// enhanced returns the RFC 3463 enhanced status code after a reply code,
-// or "".
-func enhanced(resp string) string {
-	if len(resp) < 9 || !isDigit(resp[0]) {
-		return ""
-	}
-	f := resp[4:]
-	end := strings.IndexAny(f, " \n")
-	if end < 0 {
-		end = len(f)
-	}
-	e := f[:end]
-	parts := strings.Split(e, ".")
-	if len(parts) != 3 || e[0] != resp[0] {
-		return ""
-	}
-	for _, p := range parts {
-		if p == "" || len(p) > 3 {
-			return ""
-		}
-		for i := 0; i < len(p); i++ {
-			if !isDigit(p[i]) {
-				return ""
-			}
-		}
-	}
-	return e
-}
 
 func defaultDSN(status string) string {
 	switch status {

@@ -3,7 +3,6 @@ package exim
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/smtplog/smtplog/internal/mtalog"
+	"github.com/smtplog/smtplog/internal/mtalog/mtalogtest"
 	"github.com/smtplog/smtplog/internal/record"
 )
 
@@ -58,96 +58,17 @@ func readRaw(t testing.TB, files ...string) []mtalog.Line {
 	return out
 }
 
-// readSyslog reads "Mon DD HH:MM:SS host prog[pid]: msg" lines (year 2026,
-// UTC); the real prefix parser lives in package mtalog.
 func readSyslog(t testing.TB, file string) []mtalog.Line {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(testdata, file))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []mtalog.Line
-	for _, raw := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		l := mtalog.Line{Raw: raw, Origin: file}
-		if len(raw) > 16 {
-			ts, err := time.Parse("2006 Jan _2 15:04:05", "2026 "+raw[:15])
-			if err == nil {
-				l.Time = ts
-			}
-			host, rest, _ := strings.Cut(raw[16:], " ")
-			l.Host = host
-			tag, msg, _ := strings.Cut(rest, ": ")
-			prog, pid, _ := strings.Cut(tag, "[")
-			l.Program = prog
-			l.PID, _ = strconv.Atoi(strings.TrimSuffix(pid, "]"))
-			l.Message = msg
-		}
-		out = append(out, l)
-	}
-	return out
-}
-
-type result struct {
-	Records  []json.RawMessage `json:"records"`
-	Unparsed []string          `json:"unparsed"`
+	return mtalogtest.ReadSyslog(t, testdata, file)
 }
 
 func correlate(t testing.TB, lines []mtalog.Line) ([]*record.Record, []string) {
-	t.Helper()
-	c := NewCorrelator(Options{Host: "mx.example.test", Location: time.UTC})
-	var recs []*record.Record
-	var unparsed []string
-	emit := func(r *record.Record) { recs = append(recs, r) }
-	for _, l := range lines {
-		if !c.Feed(l, emit) {
-			unparsed = append(unparsed, l.Raw)
-		}
-	}
-	c.Flush(time.Time{}, emit)
-	return recs, unparsed
+	return mtalogtest.Correlate(NewCorrelator(Options{Host: "mx.example.test", Location: time.UTC}), lines)
 }
 
 func golden(t *testing.T, name string, v any) {
 	t.Helper()
-	got, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got = append(got, '\n')
-	path := filepath.Join(testdata, "golden", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file; run go test -update and review the diff\n%s", name, firstDiff(string(want), string(got)))
-	}
-}
-
-func firstDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	for i := 0; i < len(w) || i < len(g); i++ {
-		var a, b string
-		if i < len(w) {
-			a = w[i]
-		}
-		if i < len(g) {
-			b = g[i]
-		}
-		if a != b {
-			return "line " + strconv.Itoa(i+1) + ":\nwant: " + a + "\ngot:  " + b
-		}
-	}
-	return ""
+	mtalogtest.Golden(t, filepath.Join(testdata, "golden", name), v, *update)
 }
 
 var cases = []struct {
@@ -164,14 +85,7 @@ func TestGoldenRecords(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			recs, unparsed := correlate(t, tc.lines(t))
-			res := result{Unparsed: unparsed}
-			for _, r := range recs {
-				b, err := record.MarshalJSONLine(r)
-				if err != nil {
-					t.Fatal(err)
-				}
-				res.Records = append(res.Records, json.RawMessage(bytes.TrimSpace(b)))
-			}
+			res := mtalogtest.NewResult(t, recs, unparsed)
 			golden(t, tc.name+".records.json", res)
 		})
 	}
@@ -180,20 +94,7 @@ func TestGoldenRecords(t *testing.T) {
 func TestGoldenEvents(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			type out struct {
-				Line  string `json:"line"`
-				Event Event  `json:"event"`
-				Err   string `json:"err,omitempty"`
-			}
-			var evs []out
-			for _, l := range tc.lines(t) {
-				ev, err := Parse(l.Message)
-				o := out{Line: l.Raw, Event: ev}
-				if err != nil {
-					o.Err = err.Error()
-				}
-				evs = append(evs, o)
-			}
+			evs := mtalogtest.Events(tc.lines(t), Parse)
 			golden(t, tc.name+".events.json", evs)
 		})
 	}

@@ -368,7 +368,7 @@ func (c *Correlator) failed(s *session, f map[string]string, t time.Time, host s
 	if i := strings.IndexByte(verb, ' '); i >= 0 {
 		verb = verb[:i]
 	}
-	code, enh := codes(res)
+	code, enh := mtalog.SplitReply(res)
 	if code < 400 || !(verb == "MAIL" || verb == "RCPT" || verb == "DATA" || verb == ".") {
 		s.rec.Errors = append(s.rec.Errors, cmd+": "+res)
 		return
@@ -424,7 +424,7 @@ func (c *Correlator) delivery(ev Event, t time.Time, host string, emit func(*rec
 	if strings.Contains(strings.ToLower(d.SMTPResponse), "expired") {
 		d.Status = record.StatusExpired
 	}
-	if _, e := codes(d.SMTPResponse); e != "" {
+	if _, e := mtalog.SplitReply(d.SMTPResponse); e != "" {
 		d.DSN = e
 	} else {
 		d.DSN = map[string]string{record.StatusSent: "2.0.0", record.StatusDeferred: "4.0.0",
@@ -489,34 +489,6 @@ func duration(v string) float64 {
 	return total
 }
 
-func codes(resp string) (int, string) {
-	if len(resp) < 3 || resp[0] < '2' || resp[0] > '5' || !isDigit(resp[1]) || !isDigit(resp[2]) ||
-		len(resp) > 3 && resp[3] != ' ' && resp[3] != '-' {
-		return 0, ""
-	}
-	code, _ := strconv.Atoi(resp[:3])
-	if len(resp) < 9 {
-		return code, ""
-	}
-	e, _, _ := strings.Cut(resp[4:], " ")
-	parts := strings.Split(e, ".")
-	if len(parts) != 3 || e[0] != resp[0] {
-		return code, ""
-	}
-	for _, p := range parts {
-		if p == "" || len(p) > 3 || strings.Trim(p, "0123456789") != "" {
-			return code, ""
-		}
-	}
-	return code, e
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-func statusRank(s string) int {
-	return map[string]int{record.StatusSent: 1, record.StatusDeferred: 2, record.StatusBounced: 3, record.StatusExpired: 4}[s]
-}
-
 // setStatus sets the message status to the worst of its recipients' latest
 // outcomes.
 func setStatus(r *record.Record) {
@@ -524,25 +496,7 @@ func setStatus(r *record.Record) {
 		r.Status = record.StatusAccepted
 		return
 	}
-	latest := map[string]int{}
-	for i, d := range r.Deliveries {
-		latest[d.Rcpt] = i
-	}
-	best := -1
-	for i, d := range r.Deliveries {
-		if latest[d.Rcpt] != i {
-			continue
-		}
-		if best < 0 || statusRank(d.Status) >= statusRank(r.Deliveries[best].Status) {
-			best = i
-		}
-	}
-	d := r.Deliveries[best]
-	r.Status, r.SMTPResponse = d.Status, d.SMTPResponse
-	r.ReplyCode, r.EnhancedCode = codes(d.SMTPResponse)
-	if r.EnhancedCode == "" {
-		r.EnhancedCode = d.DSN
-	}
+	mtalog.SetOutcome(r, r.Deliveries[mtalog.WorstLatest(r.Deliveries, nil)])
 }
 
 func (c *Correlator) emitSession(s *session, incomplete bool, emit func(*record.Record)) {

@@ -634,7 +634,7 @@ func (c *Correlator) emitMessage(m *message, incomplete bool, emit func(*record.
 		}
 		for _, rcpt := range r.RcptTo {
 			i := latest[rcpt]
-			if rank := statusRank(r.Deliveries[i].Status); rank > worst || worstIdx < 0 {
+			if rank := mtalog.StatusRank(r.Deliveries[i].Status); rank > worst || worstIdx < 0 {
 				worst, worstIdx = rank, i
 			}
 		}
@@ -675,21 +675,6 @@ func latestAttempts(ds []record.Delivery, hops map[int]bool) map[string]int {
 		}
 	}
 	return out
-}
-
-// statusRank orders delivery outcomes from best to worst.
-func statusRank(s string) int {
-	switch s {
-	case "sent", "delivered", "deliverable":
-		return 1
-	case "deferred":
-		return 2
-	case "bounced", "undeliverable":
-		return 3
-	case "expired":
-		return 4
-	}
-	return 0
 }
 
 // Flush emits what has seen no line since before (everything when before is

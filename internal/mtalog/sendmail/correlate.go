@@ -209,7 +209,7 @@ func (c *Correlator) from(ev *Event, pid int, t time.Time, host string, emit fun
 			r.Status = record.StatusRejected
 			if len(r.RejectedRcpt) > 0 {
 				r.SMTPResponse = r.RejectedRcpt[0].SMTPResponse
-				r.ReplyCode, r.EnhancedCode = codes(r.SMTPResponse)
+				r.ReplyCode, r.EnhancedCode = mtalog.SplitReply(r.SMTPResponse)
 			}
 		}
 		delete(c.msgs, ev.QueueID)
@@ -326,7 +326,7 @@ func (c *Correlator) reject(ev *Event, t time.Time, host string, emit func(*reco
 	}
 	r := &record.Record{Type: record.TypeMessage, Timestamp: t, Source: record.SourceSendmail, Host: host,
 		QueueID: ev.QueueID, Status: record.StatusRejected, SMTPResponse: resp, Reason: "rejected by " + ruleset}
-	r.ReplyCode, r.EnhancedCode = codes(resp)
+	r.ReplyCode, r.EnhancedCode = mtalog.SplitReply(resp)
 	_, r.ClientIP = relayHost(ev.Get("relay"))
 	switch ruleset {
 	case "check_mail":
@@ -365,42 +365,8 @@ func duration(v string) float64 {
 	return total
 }
 
-func codes(resp string) (int, string) {
-	if len(resp) < 3 || resp[0] < '2' || resp[0] > '5' || resp[1] < '0' || resp[1] > '9' || resp[2] < '0' || resp[2] > '9' ||
-		len(resp) > 3 && resp[3] != ' ' && resp[3] != '-' {
-		return 0, ""
-	}
-	code, _ := strconv.Atoi(resp[:3])
-	if len(resp) < 9 {
-		return code, ""
-	}
-	e, _, _ := strings.Cut(resp[4:], " ")
-	parts := strings.Split(e, ".")
-	if len(parts) != 3 || e[0] != resp[0] {
-		return code, ""
-	}
-	for _, p := range parts {
-		if p == "" || len(p) > 3 || strings.Trim(p, "0123456789") != "" {
-			return code, ""
-		}
-	}
-	return code, e
-}
-
-func statusRank(s string) int {
-	switch s {
-	case record.StatusSent:
-		return 1
-	case record.StatusDeferred:
-		return 2
-	case record.StatusBounced:
-		return 3
-	case record.StatusExpired:
-		return 4
-	}
-	return 0
-}
-
+// setStatus sets a message's status to the worst of its recipients' latest
+// outcomes, and its reply fields to that delivery's.
 func setStatus(r *record.Record) {
 	if r.Status == record.StatusRejected || r.Status == record.StatusAborted && len(r.Deliveries) == 0 {
 		return
@@ -409,22 +375,7 @@ func setStatus(r *record.Record) {
 		r.Status = record.StatusAccepted
 		return
 	}
-	latest := map[string]int{}
-	for i, d := range r.Deliveries {
-		latest[d.Rcpt] = i
-	}
-	best := -1
-	for i, d := range r.Deliveries {
-		if latest[d.Rcpt] == i && (best < 0 || statusRank(d.Status) >= statusRank(r.Deliveries[best].Status)) {
-			best = i
-		}
-	}
-	d := r.Deliveries[best]
-	r.Status, r.SMTPResponse = d.Status, d.SMTPResponse
-	r.ReplyCode, r.EnhancedCode = codes(d.SMTPResponse)
-	if r.EnhancedCode == "" {
-		r.EnhancedCode = d.DSN
-	}
+	mtalog.SetOutcome(r, r.Deliveries[mtalog.WorstLatest(r.Deliveries, nil)])
 }
 
 func appendOnce(list []string, s string) []string {

@@ -1,18 +1,15 @@
 package sendmail
 
 import (
-	"bytes"
-	"encoding/json"
 	"flag"
-	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/smtplog/smtplog/internal/mtalog"
+	"github.com/smtplog/smtplog/internal/mtalog/mtalogtest"
 	"github.com/smtplog/smtplog/internal/record"
 )
 
@@ -20,72 +17,17 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 
 const testdata = "../../../testdata/sendmail"
 
-// readSyslog reads "Mon DD HH:MM:SS host prog[pid]: msg" lines (year 2026,
-// UTC); the real prefix parser lives in package mtalog.
 func readSyslog(t testing.TB, file string) []mtalog.Line {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(testdata, file))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []mtalog.Line
-	for _, raw := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		l := mtalog.Line{Raw: raw, Origin: file}
-		if len(raw) > 16 {
-			if ts, err := time.Parse("2006 Jan _2 15:04:05", "2026 "+raw[:15]); err == nil {
-				l.Time = ts
-			}
-			host, rest, _ := strings.Cut(raw[16:], " ")
-			l.Host = host
-			tag, msg, _ := strings.Cut(rest, ": ")
-			prog, pid, _ := strings.Cut(tag, "[")
-			l.Program = prog
-			l.PID, _ = strconv.Atoi(strings.TrimSuffix(pid, "]"))
-			l.Message = msg
-		}
-		out = append(out, l)
-	}
-	return out
+	return mtalogtest.ReadSyslog(t, testdata, file)
 }
 
 func correlate(t testing.TB, lines []mtalog.Line) ([]*record.Record, []string) {
-	c := NewCorrelator(Options{})
-	var recs []*record.Record
-	var unparsed []string
-	emit := func(r *record.Record) { recs = append(recs, r) }
-	for _, l := range lines {
-		if !c.Feed(l, emit) {
-			unparsed = append(unparsed, l.Raw)
-		}
-	}
-	c.Flush(time.Time{}, emit)
-	return recs, unparsed
+	return mtalogtest.Correlate(NewCorrelator(Options{}), lines)
 }
 
 func golden(t *testing.T, name string, v any) {
 	t.Helper()
-	got, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got = append(got, '\n')
-	path := filepath.Join(testdata, "golden", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file; run go test -update and review the diff", name)
-	}
+	mtalogtest.Golden(t, filepath.Join(testdata, "golden", name), v, *update)
 }
 
 var fixtures = []string{"maillog"}
@@ -95,32 +37,8 @@ func TestGolden(t *testing.T) {
 		t.Run(f, func(t *testing.T) {
 			lines := readSyslog(t, f)
 			recs, unparsed := correlate(t, lines)
-			res := struct {
-				Records  []json.RawMessage `json:"records"`
-				Unparsed []string          `json:"unparsed"`
-			}{Unparsed: unparsed}
-			for _, r := range recs {
-				b, err := record.MarshalJSONLine(r)
-				if err != nil {
-					t.Fatal(err)
-				}
-				res.Records = append(res.Records, json.RawMessage(bytes.TrimSpace(b)))
-			}
-			golden(t, f+".records.json", res)
-			type out struct {
-				Line  string `json:"line"`
-				Event Event  `json:"event"`
-				Err   string `json:"err,omitempty"`
-			}
-			var evs []out
-			for _, l := range lines {
-				ev, err := Parse(l.Message)
-				o := out{Line: l.Raw, Event: ev}
-				if err != nil {
-					o.Err = err.Error()
-				}
-				evs = append(evs, o)
-			}
+			golden(t, f+".records.json", mtalogtest.NewResult(t, recs, unparsed))
+			evs := mtalogtest.Events(lines, Parse)
 			golden(t, f+".events.json", evs)
 		})
 	}
