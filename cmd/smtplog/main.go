@@ -78,6 +78,7 @@ func newRoot(e *env) *cobra.Command {
 	root.AddCommand(newSearchCmd(e))
 	root.AddCommand(newTraceCmd(e))
 	root.AddCommand(newIngestCmd(e))
+	root.AddCommand(newReportCmd(e))
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		return applyConfig(cmd, e)
 	}

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/smtplog/smtplog/internal/mtalog"
+	"github.com/smtplog/smtplog/internal/mtalog/postfix"
+	"github.com/smtplog/smtplog/internal/report"
+)
+
+func newReportCmd(e *env) *cobra.Command {
+	var (
+		mta      string
+		since    time.Duration
+		format   string
+		outPath  string
+		top      int
+		maxLine  int
+		progress string
+	)
+	cmd := &cobra.Command{
+		Use:   "report [flags] FILE...|-",
+		Short: "Summarise MTA logs like pflogsumm, with latency percentiles and failure codes",
+		Long: `Read MTA log files as "smtplog ingest" does (plain or gzip, "-" for standard
+input, several files merged in time order) and print a summary: pflogsumm's
+Grand Totals, per-day and per-hour traffic, top senders, recipients and
+domains, deferral, bounce and reject details, SASL, TLS and warnings, plus
+delivery latency percentiles, failures by enhanced status code and remote
+MTAs by failure rate. --format json prints the Grand Totals under "totals".`,
+		Example: `  smtplog report /var/log/mail.log
+  smtplog report --since 24h --format html -o report.html /var/log/mail.log.1 /var/log/mail.log`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch format {
+			case "text", "json", "html":
+			default:
+				return exitError{code: 2, msg: fmt.Sprintf("--format %s: use text, json or html", format)}
+			}
+			if since < 0 {
+				return exitError{code: 2, msg: "--since must not be negative"}
+			}
+			dialects := ingestDialects()
+			if mta != "auto" {
+				if _, ok := findDialect(dialects, mta); !ok {
+					return exitError{code: 2, msg: fmt.Sprintf("--mta %s: not supported yet; known: auto, %v", mta, mtalog.DialectNames(dialects))}
+				}
+			}
+			stdinUsed := false
+			for _, a := range args {
+				if a == "-" {
+					if stdinUsed {
+						return exitError{code: 2, msg: "standard input (-) can be named once"}
+					}
+					stdinUsed = true
+					continue
+				}
+				if _, err := os.Stat(a); err != nil {
+					if errors.Is(err, fs.ErrNotExist) {
+						return exitError{code: 1, msg: fmt.Sprintf("report: %s: no such file", a)}
+					}
+					return exitError{code: 1, msg: fmt.Sprintf("report: %v", err)}
+				}
+			}
+			opt := report.Options{Top: top}
+			if top == 0 {
+				opt.Top = -1
+			}
+			if since > 0 {
+				opt.Since = time.Now().Add(-since)
+			}
+			return runReport(cmd.Context(), e, reportConfig{
+				dialects: dialects, mta: mta, files: args, format: format, outPath: outPath,
+				opt: opt, maxLine: maxLine, progress: progress,
+			})
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&mta, "mta", "auto", "which MTA wrote the logs: auto, postfix, exim, sendmail, opensmtpd")
+	fs.DurationVar(&since, "since", 0, "only events of this last period, e.g. 24h (0: everything)")
+	fs.StringVar(&format, "format", "text", "report format: text, json or html")
+	fs.StringVarP(&outPath, "out", "o", "-", "write the report to this file (- is standard output)")
+	fs.IntVar(&top, "top", report.DefaultTop, "rows per top-N table (0: all)")
+	fs.IntVar(&maxLine, "max-line", mtalog.DefaultMaxLine, "longest log line kept whole, in bytes")
+	fs.StringVar(&progress, "progress", "auto", "progress on standard error: auto (on a terminal), always, never")
+	return cmd
+}
+
+type reportConfig struct {
+	dialects []mtalog.Dialect
+	mta      string
+	files    []string
+	format   string
+	outPath  string
+	opt      report.Options
+	maxLine  int
+	progress string
+}
+
+// withNotes makes the Postfix dialect pass the facts records do not carry
+// (warning, error, fatal and panic lines, master messages) to agg.
+func withNotes(ds []mtalog.Dialect, agg *report.Aggregator) []mtalog.Dialect {
+	out := make([]mtalog.Dialect, len(ds))
+	copy(out, ds)
+	for i, d := range out {
+		if d.Name != postfix.Dialect().Name {
+			continue
+		}
+		out[i].New = func(o mtalog.CorrelatorOptions) mtalog.Correlator {
+			c := postfix.NewCorrelator(o)
+			c.SetObserver(func(l *mtalog.Line, ev *postfix.Event) {
+				level := ev.Level
+				if level == "" && ev.Daemon == "master" {
+					level = "master"
+				}
+				if level == "" {
+					return
+				}
+				text := ev.Text
+				if ev.Kind == postfix.KindSASLFailed {
+					text, _ = strings.CutPrefix(l.Message, "warning: ")
+				}
+				if level == "master" {
+					text = l.Message
+				}
+				agg.Note(report.Note{Time: l.Time, Level: level, Program: strings.Clone(ev.Daemon), Text: strings.Clone(text)})
+			})
+			return c
+		}
+	}
+	return out
+}
+
+func runReport(ctx context.Context, e *env, c reportConfig) (err error) {
+	agg := report.New(c.opt)
+	p, err := mtalog.NewPipeline(mtalog.PipelineOptions{
+		Dialects: withNotes(c.dialects, agg),
+		MTA:      c.mta,
+		Handler:  agg,
+	})
+	if err != nil {
+		return exitError{code: 2, msg: err.Error()}
+	}
+	var rs readCounter
+	parse := mtalog.Parsers(c.dialects)
+	files := make([]mtalog.FileSource, len(c.files))
+	var total int64
+	for i, path := range c.files {
+		files[i] = mtalog.FileSource{Path: path, Stdin: e.stdin, Parse: parse, MaxLine: c.maxLine, Stats: &rs.stats}
+		if path != "-" {
+			if st, err := os.Stat(path); err == nil {
+				total += st.Size()
+			}
+		}
+	}
+	stop := startProgress(ctx, e, c.progress, total, &rs)
+	runErr := p.Run(ctx, mtalog.Merge(files...))
+	stop()
+	if runErr != nil {
+		return exitError{code: 1, msg: fmt.Sprintf("report: %v", runErr)}
+	}
+	rep := agg.Report()
+	st := p.Stats()
+	rep.Input = &report.Input{Lines: st.Lines, Bytes: rs.stats.Bytes, Records: st.Records, Unparsed: st.Unparsed}
+
+	var out io.Writer = e.stdout
+	if c.outPath != "-" && c.outPath != "" {
+		fh, err := os.Create(c.outPath)
+		if err != nil {
+			return exitError{code: 1, msg: fmt.Sprintf("report: %v", err)}
+		}
+		defer func() {
+			if cerr := fh.Close(); cerr != nil && err == nil {
+				err = exitError{code: 1, msg: fmt.Sprintf("report: %v", cerr)}
+			}
+		}()
+		out = fh
+	}
+	if err := writeReport(out, rep, c.format); err != nil {
+		return exitError{code: 1, msg: fmt.Sprintf("report: %v", err)}
+	}
+	return nil
+}
+
+func writeReport(w io.Writer, rep *report.Report, format string) error {
+	switch format {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	case "html":
+		return report.WriteHTML(w, rep)
+	}
+	return report.WriteText(w, rep)
+}
