@@ -108,17 +108,16 @@ func TestChaosMailAndRcpt(t *testing.T) {
 	}
 }
 
-// TestChaosData: a DATA rule answers at the DATA command when the engine
-// asks the backend (DataStart); the engine has no such call yet, so the
-// capture backend gives the same reply at the end of the data.
+// TestChaosData: a DATA rule answers at the DATA command (the engine asks
+// the backend before its 354), so the client never sends the content; at
+// the first BDAT the chunk is read and refused.
 func TestChaosData(t *testing.T) {
 	addr, recs, _ := withChaos(t, "DATA:*@big.example=552 5.3.4 Message too big")
 	c := testenv.DialSMTP(t, addr)
 	c.Cmd("EHLO client.example", 250)
 	c.Cmd("MAIL FROM:<app@x.example>", 250)
 	c.Cmd("RCPT TO:<u@big.example>", 250)
-	c.Cmd("DATA", 354)
-	c.Send("Subject: t\r\n\r\nbody\r\n.\r\n")
+	c.Send("DATA\r\n")
 	expectReply(t, c, "", "552 5.3.4 Message too big")
 	c.Cmd("MAIL FROM:<app@x.example>", 250)
 	c.Cmd("RCPT TO:<u@small.example>", 250)
@@ -129,6 +128,12 @@ func TestChaosData(t *testing.T) {
 	if r[0].Status != record.StatusRejected || r[0].SMTPResponse != "552 5.3.4 Message too big" || r[1].Status != record.StatusAccepted {
 		t.Errorf("records %s %q / %s", r[0].Status, r[0].SMTPResponse, r[1].Status)
 	}
+	// BDAT: the first chunk is read (the stream stays in step) and refused.
+	c.Cmd("MAIL FROM:<app@x.example>", 250)
+	c.Cmd("RCPT TO:<u@big.example>", 250)
+	c.Send("BDAT 5 LAST\r\nhello")
+	expectReply(t, c, "", "552 5.3.4 Message too big")
+	c.Cmd("NOOP", 250)
 }
 
 func TestChaosEndOfData(t *testing.T) {

@@ -52,6 +52,13 @@ type AuthSession interface {
 	AuthStep(ctx context.Context, mechanism, line string, first bool) smtpwire.Reply
 }
 
+// DataStarter is implemented by sessions that decide at the DATA command
+// (or the first BDAT) whether to take the content: a reply other than 2xx
+// or 3xx refuses it before the client sends it.
+type DataStarter interface {
+	DataStart(ctx context.Context) smtpwire.Reply
+}
+
 // Annotator is implemented by sessions that add their own facts to the
 // session record (upstream TLS, close reasons).
 type Annotator interface {

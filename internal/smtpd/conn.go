@@ -492,8 +492,8 @@ func (c *conn) hello(cmd smtpwire.Command) bool {
 	extended := cmd.Verb == "EHLO"
 	rep, caps := c.sess.Hello(c.ctx, name, extended)
 	if rep.Code != 250 {
-		c.reply(rep)
 		if rep.Code == 421 {
+			c.reply(rep)
 			c.flush()
 			c.closeReason = record.CloseError
 			if c.reason == "" {
@@ -855,6 +855,9 @@ func (c *conn) data(cmd smtpwire.Command) bool {
 	case len(c.tx.rcpts) == 0:
 		return c.fail(replyNeedRcpt, "DATA without valid recipients")
 	}
+	if rep, ok := c.dataStart(); !ok {
+		return rep
+	}
 	c.reply(smtpwire.NewReply(354, "", "End data with <CR><LF>.<CR><LF>"))
 	if err := c.flush(); err != nil {
 		c.lost(err)
@@ -890,6 +893,27 @@ func (c *conn) data(cmd smtpwire.Command) bool {
 		c.dataBuf = nil // do not hold a large message's memory for the rest of the session
 	}
 	return more
+}
+
+// dataStart asks a DataStarter whether the content may come; when it
+// refuses, the refusal is the reply to DATA (or to the first BDAT) and the
+// transaction ends. It returns (continue session, false) on refusal.
+func (c *conn) dataStart() (bool, bool) {
+	ds, ok := c.sess.(DataStarter)
+	if !ok {
+		return true, true
+	}
+	rep := ds.DataStart(c.ctx)
+	if rep.Class() == 2 || rep.Class() == 3 || rep.Code == 0 {
+		return true, true
+	}
+	rec := c.messageRecord(c.tx)
+	rec.Status = statusOf(rep)
+	tx := c.tx
+	c.tx = nil
+	c.completeRecord(rec, tx, rep)
+	c.emitMessage(rec)
+	return c.backendReply(rep), false
 }
 
 func contentAnomalies(lf, cr, nul int) []string {
@@ -928,6 +952,24 @@ func (c *conn) bdat(cmd smtpwire.Command) bool {
 	tx := c.tx
 	valid := tx != nil && len(tx.rcpts) > 0
 	if valid && tx.bdat == nil {
+		if ds, ok := c.sess.(DataStarter); ok {
+			if rep := ds.DataStart(c.ctx); rep.Class() == 4 || rep.Class() == 5 {
+				// Refused before the content: read the chunk to stay in
+				// step with the client, then answer.
+				c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.Limits.DataTimeout))
+				if _, err := io.CopyN(io.Discard, c.br, size); err != nil {
+					c.lost(err)
+					return false
+				}
+				c.transcript.Add(c.now(), "C", "", fmt.Sprintf("[%d bytes of BDAT, refused]", size))
+				rec := c.messageRecord(tx)
+				rec.Status = statusOf(rep)
+				c.tx = nil
+				c.completeRecord(rec, tx, rep)
+				c.emitMessage(rec)
+				return c.backendReply(rep)
+			}
+		}
 		tx.bdat = &bytes.Buffer{}
 	}
 	start := c.now()

@@ -36,7 +36,10 @@ type fakeSession struct {
 	authRound int
 }
 
-func (s *fakeSession) Hello(context.Context, string, bool) (smtpwire.Reply, Caps) {
+func (s *fakeSession) Hello(_ context.Context, name string, _ bool) (smtpwire.Reply, Caps) {
+	if name == "refused.example" {
+		return smtpwire.NewReply(550, "5.7.1", "Go away"), Caps{}
+	}
 	return smtpwire.NewReply(250, "", "ok"), s.b.caps
 }
 
@@ -733,4 +736,15 @@ func TestErrorLimit(t *testing.T) {
 			t.Errorf("session %q %q", r.CloseReason, r.Reason)
 		}
 	}
+}
+
+// TestRefusedHelloAnsweredOnce: a backend's refusal of EHLO is one reply,
+// and the session stays in step.
+func TestRefusedHelloAnsweredOnce(t *testing.T) {
+	h := start(t, nil)
+	c := h.dial()
+	c.Cmd("EHLO refused.example", 550)
+	c.Cmd("NOOP", 250)
+	c.Cmd("EHLO ok.example", 250)
+	c.Cmd("QUIT", 221)
 }
