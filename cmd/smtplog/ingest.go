@@ -14,7 +14,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/smtplog/smtplog/internal/mtalog"
+	"github.com/smtplog/smtplog/internal/mtalog/exim"
+	"github.com/smtplog/smtplog/internal/mtalog/opensmtpd"
 	"github.com/smtplog/smtplog/internal/mtalog/postfix"
+	"github.com/smtplog/smtplog/internal/mtalog/sendmail"
 	"github.com/smtplog/smtplog/internal/record"
 )
 
@@ -23,6 +26,9 @@ import (
 func ingestDialects() []mtalog.Dialect {
 	return []mtalog.Dialect{
 		postfix.Dialect(),
+		exim.Dialect(),
+		sendmail.Dialect(),
+		opensmtpd.Dialect(),
 	}
 }
 
@@ -38,14 +44,18 @@ func newIngestCmd(e *env) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "ingest [flags] FILE...|-",
-		Short: "Turn MTA logs (Postfix, …) into message and session records",
+		Short: "Turn MTA logs (Postfix, Exim, Sendmail, OpenSMTPD) into message and session records",
 		Long: `Read MTA log files (plain or gzip, detected by content; "-" is standard
 input), join their lines by queue ID into one record per message (with
 per-recipient deliveries) and per SMTP session, and write them as JSON lines
 or text. Several files (a rotated set like mail.log.2.gz mail.log.1
-mail.log) are merged in time order. Lines no parser understands are counted
-per program and, with --unparsed, kept in a file. A summary goes to
-standard error.`,
+mail.log) are merged in time order. With --mta auto (the default) each line
+goes to the MTA its program name belongs to (postfix/*, exim, exim4,
+sm-mta, sendmail, smtpd) or, for other program names, the MTA whose message
+shape it certainly has; Exim's own mainlog and rejectlog (no syslog
+prefix) are recognised too. Lines no parser understands are counted per
+program and, with --unparsed, kept in a file. A summary goes to standard
+error.`,
 		Example: `  smtplog ingest /var/log/mail.log.1.gz /var/log/mail.log --out -
   smtplog ingest --mta postfix --unparsed unknown.txt - < mail.log > records.jsonl`,
 		Args: cobra.MinimumNArgs(1),
@@ -57,7 +67,7 @@ standard error.`,
 			dialects := ingestDialects()
 			if mta != "auto" {
 				if _, ok := findDialect(dialects, mta); !ok {
-					return exitError{code: 2, msg: fmt.Sprintf("--mta %s: not supported yet; known: auto, %v", mta, mtalog.DialectNames(dialects))}
+					return exitError{code: 2, msg: fmt.Sprintf("--mta %s: unknown; use auto or one of %v", mta, mtalog.DialectNames(dialects))}
 				}
 			}
 			if flushAfter < 0 {
@@ -161,6 +171,9 @@ func runIngest(ctx context.Context, e *env, c ingestConfig) (err error) {
 
 	var rs readCounter
 	parse := mtalog.Parsers(c.dialects)
+	if d, ok := findDialect(c.dialects, c.mta); ok {
+		parse = mtalog.Parsers([]mtalog.Dialect{d})
+	}
 	files := make([]mtalog.FileSource, len(c.files))
 	var total int64
 	for i, path := range c.files {

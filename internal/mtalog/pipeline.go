@@ -19,6 +19,12 @@ type Dialect struct {
 	// Claims reports whether a syslog program name belongs to this MTA
 	// ("postfix/smtpd", "exim4", "sm-mta"); used by --mta auto.
 	Claims func(program string) bool
+	// Detect, optional, scores a line no dialect claims by its program
+	// name: 0 (not this MTA's), 1 (could be) or 2 (certainly: an MTA
+	// message shape such as a queue ID with from=/to=). --mta auto gives
+	// such a line to the dialect that scores 2, and from then on every
+	// line of its program (a custom syslog name such as "mail-out").
+	Detect func(Line) int
 	// ParseRaw, optional, parses the MTA's own log file lines that carry no
 	// syslog prefix (Exim's mainlog); it is tried after ParseLine fails and
 	// must set Program to a name Claims accepts.
@@ -147,7 +153,8 @@ type Pipeline struct {
 	opt      PipelineOptions
 	fixed    int // index into dialects when MTA names one, else -1
 	corrs    []Correlator
-	byProg   map[string]int // program -> dialect index, -1 for none
+	byProg   map[string]int // program -> dialect index, -1 for none (claims and learnt detections)
+	misses   map[string]int // program -> lines Detect found no dialect for
 	stats    Stats
 	lastTime time.Time
 	lastScan time.Time
@@ -168,6 +175,7 @@ func NewPipeline(opt PipelineOptions) (*Pipeline, error) {
 		opt:    opt,
 		fixed:  -1,
 		byProg: map[string]int{},
+		misses: map[string]int{},
 		stats:  Stats{Unparsed: map[string]int64{}, PerMTA: map[string]int64{}},
 		corrs:  make([]Correlator, len(opt.Dialects)),
 	}
@@ -201,25 +209,53 @@ func (p *Pipeline) correlator(i int) Correlator {
 	return p.corrs[i]
 }
 
-// dialectFor returns the index of the dialect for a program, or -1.
-func (p *Pipeline) dialectFor(program string) int {
+// Bounds of --mta auto's memory of program names.
+const (
+	maxPrograms = 4096 // program names remembered; real logs have few
+	// detectTries is how many lines of an unclaimed program Detect looks
+	// at before the program is taken for no MTA's (cron, kernel, ...).
+	detectTries = 1000
+)
+
+// dialectFor returns the index of the dialect for a line, or -1: the one
+// --mta names; else the one that claims the line's program; else the one
+// whose Detect is certain about the line (and then about its program).
+func (p *Pipeline) dialectFor(l Line) int {
 	if p.fixed >= 0 {
 		return p.fixed
 	}
-	if i, ok := p.byProg[program]; ok {
+	if i, ok := p.byProg[l.Program]; ok {
 		return i
 	}
-	idx := -1
 	for i, d := range p.opt.Dialects {
-		if d.Claims != nil && d.Claims(program) {
-			idx = i
-			break
+		if d.Claims != nil && d.Claims(l.Program) {
+			p.remember(l.Program, i)
+			return i
 		}
 	}
-	if len(p.byProg) < 4096 { // bounded: program names are few in real logs
-		p.byProg[strings.Clone(program)] = idx
+	for i, d := range p.opt.Dialects {
+		if d.Detect != nil && d.Detect(l) >= 2 {
+			p.remember(l.Program, i)
+			return i
+		}
 	}
-	return idx
+	n, ok := p.misses[l.Program]
+	if !ok && len(p.misses) >= maxPrograms {
+		return -1
+	}
+	if n++; n >= detectTries {
+		p.remember(l.Program, -1)
+		delete(p.misses, l.Program)
+	} else {
+		p.misses[strings.Clone(l.Program)] = n
+	}
+	return -1
+}
+
+func (p *Pipeline) remember(program string, i int) {
+	if len(p.byProg) < maxPrograms {
+		p.byProg[strings.Clone(program)] = i
+	}
 }
 
 // Feed passes one line to its correlator. It returns the Handler's error,
@@ -234,7 +270,7 @@ func (p *Pipeline) Feed(ctx context.Context, l Line) error {
 	}
 	ok := false
 	if l.Program != "" {
-		if i := p.dialectFor(l.Program); i >= 0 {
+		if i := p.dialectFor(l); i >= 0 {
 			ok = p.correlator(i).Feed(l, p.emit)
 			if ok {
 				p.stats.PerMTA[p.opt.Dialects[i].Name]++

@@ -968,11 +968,7 @@ func IsRawLine(raw string) bool {
 // 1 (could be: the program is exim or the message has an Exim shape) or 2
 // (certain: an Exim message ID and an Exim flag).
 func Detect(l mtalog.Line) int {
-	prog := l.Program
-	if i := strings.LastIndexByte(prog, '/'); i >= 0 {
-		prog = prog[i+1:]
-	}
-	isProg := prog == "exim" || prog == "exim4"
+	isProg := Claims(l.Program)
 	msg := l.Message
 	if _, _, rest, ok := cutStamp(msg); ok {
 		msg = rest

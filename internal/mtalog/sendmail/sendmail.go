@@ -195,7 +195,7 @@ func parseAuthFail(ev *Event, s string) {
 // name) or 2 (a queue ID with from=/to=/stat=).
 func Detect(l mtalog.Line) int {
 	prog := l.Program
-	isProg := prog == "sm-mta" || prog == "sendmail" || prog == "sm-msp-queue" || prog == "sm-mta-rx"
+	isProg := Claims(prog)
 	ev, err := Parse(l.Message)
 	if err == nil && ev.QueueID != "" && (ev.Kind == "from" || ev.Kind == "to") {
 		if isProg {
