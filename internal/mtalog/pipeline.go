@@ -283,9 +283,11 @@ func (p *Pipeline) Feed(ctx context.Context, l Line) error {
 	if l.Time.After(p.lastTime) {
 		p.lastTime = l.Time
 	}
-	// Flush idle messages at most once a minute of log time.
-	if p.lastTime.Sub(p.lastScan) >= time.Minute {
-		p.lastScan = p.lastTime
+	// Flush idle messages once a minute of log time, on the minute, so
+	// that where the scans fall does not depend on where reading began (a
+	// Resumer replays from a later line than the first).
+	if m := p.lastTime.Truncate(time.Minute); m.After(p.lastScan) {
+		p.lastScan = m
 		p.flush(p.lastTime.Add(-p.opt.FlushAfter))
 	}
 	p.drain(ctx)
