@@ -8,14 +8,13 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/smtplog/smtplog/internal/mtalog"
-	"github.com/smtplog/smtplog/internal/mtalog/postfix"
 	"github.com/smtplog/smtplog/internal/report"
+	"github.com/smtplog/smtplog/internal/report/postfixnotes"
 )
 
 func newReportCmd(e *env) *cobra.Command {
@@ -106,44 +105,10 @@ type reportConfig struct {
 	progress string
 }
 
-// withNotes makes the Postfix dialect pass the facts records do not carry
-// (warning, error, fatal and panic lines, master messages) to agg.
-func withNotes(ds []mtalog.Dialect, agg *report.Aggregator) []mtalog.Dialect {
-	out := make([]mtalog.Dialect, len(ds))
-	copy(out, ds)
-	for i, d := range out {
-		if d.Name != postfix.Dialect().Name {
-			continue
-		}
-		out[i].New = func(o mtalog.CorrelatorOptions) mtalog.Correlator {
-			c := postfix.NewCorrelator(o)
-			c.SetObserver(func(l *mtalog.Line, ev *postfix.Event) {
-				level := ev.Level
-				if level == "" && ev.Daemon == "master" {
-					level = "master"
-				}
-				if level == "" {
-					return
-				}
-				text := ev.Text
-				if ev.Kind == postfix.KindSASLFailed {
-					text, _ = strings.CutPrefix(l.Message, "warning: ")
-				}
-				if level == "master" {
-					text = l.Message
-				}
-				agg.Note(report.Note{Time: l.Time, Level: level, Program: strings.Clone(ev.Daemon), Text: strings.Clone(text)})
-			})
-			return c
-		}
-	}
-	return out
-}
-
 func runReport(ctx context.Context, e *env, c reportConfig) (err error) {
 	agg := report.New(c.opt)
 	p, err := mtalog.NewPipeline(mtalog.PipelineOptions{
-		Dialects: withNotes(c.dialects, agg),
+		Dialects: postfixnotes.Dialects(c.dialects, agg),
 		MTA:      c.mta,
 		Handler:  agg,
 	})
