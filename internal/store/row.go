@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/smtplog/smtplog/internal/query"
@@ -78,7 +79,7 @@ func ipBytes(a netip.Addr) []byte {
 	return b[:]
 }
 
-func prepareRow(r *record.Record) (*row, error) {
+func (s *Store) prepareRow(r *record.Record) (*row, error) {
 	c := *r
 	c.Transcript = nil
 	body, err := record.MarshalJSONLine(&c)
@@ -136,7 +137,7 @@ func prepareRow(r *record.Record) (*row, error) {
 		rw.text = query.Text(r)
 	}
 	if len(r.Transcript) > 0 {
-		rw.transcript, err = compress(r.Transcript)
+		rw.transcript, err = s.compress(r.Transcript)
 		if err != nil {
 			return nil, err
 		}
@@ -144,12 +145,20 @@ func prepareRow(r *record.Record) (*row, error) {
 	return rw, nil
 }
 
-func compress(t []record.TranscriptLine) ([]byte, error) {
+// compress encodes a transcript as DEFLATE-compressed JSON. Compressors
+// are pooled: each holds several hundred KiB of state.
+func (s *Store) compress(t []record.TranscriptLine) ([]byte, error) {
 	var buf bytes.Buffer
-	zw, err := flate.NewWriter(&buf, flate.BestSpeed)
-	if err != nil {
-		return nil, fmt.Errorf("store: compress transcript: %w", err)
+	zw, _ := s.flaters.Get().(*flate.Writer)
+	if zw == nil {
+		var err error
+		if zw, err = flate.NewWriter(&buf, flate.BestSpeed); err != nil {
+			return nil, fmt.Errorf("store: compress transcript: %w", err)
+		}
+	} else {
+		zw.Reset(&buf)
 	}
+	defer s.flaters.Put(zw)
 	if err := json.NewEncoder(zw).Encode(t); err != nil {
 		return nil, fmt.Errorf("store: encode transcript: %w", err)
 	}
@@ -169,98 +178,135 @@ func decompress(b []byte) ([]record.TranscriptLine, error) {
 	return t, nil
 }
 
-// inserts are the writer's prepared statements.
+// table describes one multi-row INSERT: a batch's rows for a table are
+// inserted with statements of up to rowsPerStmt rows each, which costs far
+// less per row than one statement per row.
+type table struct {
+	head string // INSERT INTO t (cols) VALUES
+	cols int
+}
+
+const rowsPerStmt = 128
+
+var (
+	tRecords = table{`INSERT INTO records (id, type, ts, source, session_id, message_id, queue_id, mail_from, from_domain,
+		client_ip, username, helo, status, reply_code, tls, subject, size, latency_ms, auth_result, body) VALUES `, 20}
+	tRcpts       = table{`INSERT INTO rcpts (record_id, addr, domain, ts, kind) VALUES `, 5}
+	tRejected    = table{`INSERT INTO rejected (record_id, seq, addr, response) VALUES `, 4}
+	tDeliveries  = table{`INSERT INTO deliveries (record_id, seq, ts, rcpt, status, relay, dsn, response, delay_s, queue_id) VALUES `, 10}
+	tCodes       = table{`INSERT INTO codes (record_id, reply, enhanced) VALUES `, 3}
+	tTranscripts = table{`INSERT INTO transcripts (record_id, data) VALUES `, 2}
+	tFTS         = table{`INSERT INTO fts (rowid, text) VALUES `, 2}
+	tables       = []table{tRecords, tRcpts, tRejected, tDeliveries, tCodes, tTranscripts, tFTS}
+)
+
+func (t table) sql(rows int) string {
+	var b strings.Builder
+	b.WriteString(t.head)
+	tuple := "(" + strings.Repeat("?, ", t.cols-1) + "?)"
+	for i := 0; i < rows; i++ {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(tuple)
+	}
+	return b.String()
+}
+
+// inserts are the writer's prepared full-size statements, one per table,
+// and the next record ID: the writer is the only one that inserts, so it
+// numbers records itself and can insert their children in bulk.
 type inserts struct {
-	record, rcpt, rejected, delivery, code, transcript, fts *sql.Stmt
+	full   map[string]*sql.Stmt // by table head
+	nextID int64                // 0: read max(id) first
 }
 
 func (in *inserts) prepare(ctx context.Context, db *sql.DB) error {
-	var err error
-	p := func(q string) *sql.Stmt {
+	in.full = map[string]*sql.Stmt{}
+	for _, t := range tables {
+		st, err := db.PrepareContext(ctx, t.sql(rowsPerStmt))
 		if err != nil {
-			return nil
+			in.close()
+			return fmt.Errorf("store: prepare insert: %w", err)
 		}
-		var st *sql.Stmt
-		st, err = db.PrepareContext(ctx, q)
-		if err != nil {
-			err = fmt.Errorf("store: prepare %q: %w", q, err)
-		}
-		return st
+		in.full[t.head] = st
 	}
-	in.record = p(`INSERT INTO records (type, ts, source, session_id, message_id, queue_id, mail_from, from_domain,
-		client_ip, username, helo, status, reply_code, tls, subject, size, latency_ms, auth_result, body)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	in.rcpt = p(`INSERT INTO rcpts (record_id, addr, domain, ts, kind) VALUES (?, ?, ?, ?, ?)`)
-	in.rejected = p(`INSERT INTO rejected (record_id, seq, addr, response) VALUES (?, ?, ?, ?)`)
-	in.delivery = p(`INSERT INTO deliveries (record_id, seq, ts, rcpt, status, relay, dsn, response, delay_s, queue_id)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	in.code = p(`INSERT INTO codes (record_id, reply, enhanced) VALUES (?, ?, ?)`)
-	in.transcript = p(`INSERT INTO transcripts (record_id, data) VALUES (?, ?)`)
-	in.fts = p(`INSERT INTO fts (rowid, text) VALUES (?, ?)`)
-	if err != nil {
-		in.close()
-	}
-	return err
+	return nil
 }
 
 func (in *inserts) close() {
-	for _, st := range []*sql.Stmt{in.record, in.rcpt, in.rejected, in.delivery, in.code, in.transcript, in.fts} {
-		if st != nil {
-			st.Close()
-		}
+	for _, st := range in.full {
+		st.Close()
 	}
 }
 
-func (in *inserts) insert(ctx context.Context, tx *sql.Tx, batch []*item) error {
-	rec := tx.StmtContext(ctx, in.record)
-	rcpt := tx.StmtContext(ctx, in.rcpt)
-	rej := tx.StmtContext(ctx, in.rejected)
-	del := tx.StmtContext(ctx, in.delivery)
-	code := tx.StmtContext(ctx, in.code)
-	trans := tx.StmtContext(ctx, in.transcript)
-	fts := tx.StmtContext(ctx, in.fts)
-	for _, it := range batch {
-		for _, rw := range it.rows {
-			res, err := rec.ExecContext(ctx, rw.rec...)
-			if err != nil {
-				return fmt.Errorf("store: insert record: %w", err)
-			}
-			id, err := res.LastInsertId()
-			if err != nil {
-				return fmt.Errorf("store: insert record: %w", err)
-			}
-			for _, r := range rw.rcpts {
-				if _, err := rcpt.ExecContext(ctx, id, r.addr, r.domain, rw.ts, r.kind); err != nil {
-					return fmt.Errorf("store: insert recipient: %w", err)
-				}
-			}
-			for i, r := range rw.rejected {
-				if _, err := rej.ExecContext(ctx, id, i, r.Address, r.SMTPResponse); err != nil {
-					return fmt.Errorf("store: insert rejected recipient: %w", err)
-				}
-			}
-			for i, d := range rw.deliveries {
-				if _, err := del.ExecContext(ctx, id, i, unixNano(d.Timestamp), d.Rcpt, d.Status, nullStr(d.Relay),
-					nullStr(d.DSN), nullStr(d.SMTPResponse), nullNum(d.DelayS), nullStr(d.QueueID)); err != nil {
-					return fmt.Errorf("store: insert delivery: %w", err)
-				}
-			}
-			for _, c := range rw.codes {
-				if _, err := code.ExecContext(ctx, id, c.Reply, c.Enhanced); err != nil {
-					return fmt.Errorf("store: insert reply code: %w", err)
-				}
-			}
-			if rw.transcript != nil {
-				if _, err := trans.ExecContext(ctx, id, rw.transcript); err != nil {
-					return fmt.Errorf("store: insert transcript: %w", err)
-				}
-			}
-			if rw.text != "" {
-				if _, err := fts.ExecContext(ctx, id, rw.text); err != nil {
-					return fmt.Errorf("store: insert full text: %w", err)
-				}
-			}
+// exec inserts args (rows of t.cols values) into t.
+func (in *inserts) exec(ctx context.Context, tx *sql.Tx, t table, args []any) error {
+	per := rowsPerStmt * t.cols
+	for len(args) > 0 {
+		n := min(per, len(args))
+		var err error
+		if n == per {
+			_, err = tx.StmtContext(ctx, in.full[t.head]).ExecContext(ctx, args[:n]...)
+		} else {
+			_, err = tx.ExecContext(ctx, t.sql(n/t.cols), args[:n]...)
+		}
+		if err != nil {
+			return fmt.Errorf("store: %s: %w", strings.Fields(t.head)[2], err)
+		}
+		args = args[n:]
+	}
+	return nil
+}
+
+func (in *inserts) insert(ctx context.Context, tx *sql.Tx, batch []*item) (err error) {
+	if in.nextID == 0 {
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) + 1 FROM records`).Scan(&in.nextID); err != nil {
+			return fmt.Errorf("store: next record id: %w", err)
 		}
 	}
+	first := in.nextID
+	defer func() {
+		if err != nil {
+			in.nextID = 0 // the transaction rolls back: read it again
+		}
+	}()
+	var recs, rcpts, rejected, deliveries, codes, transcripts, fts []any
+	id := first
+	for _, it := range batch {
+		for _, rw := range it.rows {
+			recs = append(recs, id)
+			recs = append(recs, rw.rec...)
+			for _, r := range rw.rcpts {
+				rcpts = append(rcpts, id, r.addr, r.domain, rw.ts, r.kind)
+			}
+			for i, r := range rw.rejected {
+				rejected = append(rejected, id, i, r.Address, r.SMTPResponse)
+			}
+			for i, d := range rw.deliveries {
+				deliveries = append(deliveries, id, i, unixNano(d.Timestamp), d.Rcpt, d.Status, nullStr(d.Relay),
+					nullStr(d.DSN), nullStr(d.SMTPResponse), nullNum(d.DelayS), nullStr(d.QueueID))
+			}
+			for _, c := range rw.codes {
+				codes = append(codes, id, c.Reply, c.Enhanced)
+			}
+			if rw.transcript != nil {
+				transcripts = append(transcripts, id, rw.transcript)
+			}
+			if rw.text != "" {
+				fts = append(fts, id, rw.text)
+			}
+			id++
+		}
+	}
+	for _, x := range []struct {
+		t    table
+		args []any
+	}{{tRecords, recs}, {tRcpts, rcpts}, {tRejected, rejected}, {tDeliveries, deliveries}, {tCodes, codes}, {tTranscripts, transcripts}, {tFTS, fts}} {
+		if err := in.exec(ctx, tx, x.t, x.args); err != nil {
+			return err
+		}
+	}
+	in.nextID = id
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/smtplog/smtplog/internal/query"
@@ -65,8 +66,6 @@ const TopN = 10
 // MaxBuckets bounds Stats' series.
 const MaxBuckets = 10000
 
-// Stats computes the dashboard's aggregates for records with from <=
-// timestamp < to, with a series of bucket-long steps.
 func (s *Stats) init(from, to time.Time, bucket time.Duration) {
 	s.From, s.To, s.Bucket = from, to, bucket
 	s.ByStatus = map[string]int64{}
@@ -77,7 +76,18 @@ func (s *Stats) init(from, to time.Time, bucket time.Duration) {
 	}
 }
 
+// partial holds what one scan of part of the range counted.
+type partial struct {
+	st      Stats
+	codes   map[int64]int64
+	senders map[string]int64
+	rcpts   map[string]int64
+	lat     []float64
+}
+
 // Stats returns the aggregates of the records with from <= timestamp < to.
+// The range is cut into parts scanned concurrently on the reader
+// connections (covering indexes only, never the record bodies).
 func (s *Store) Stats(ctx context.Context, from, to time.Time, bucket time.Duration) (*Stats, error) {
 	if !to.After(from) {
 		return nil, errors.New("store: stats: the range is empty: to must be after from")
@@ -85,32 +95,100 @@ func (s *Store) Stats(ctx context.Context, from, to time.Time, bucket time.Durat
 	if bucket <= 0 || to.Sub(from)/bucket >= MaxBuckets {
 		return nil, fmt.Errorf("store: stats: bucket %v gives more than %d buckets", bucket, MaxBuckets)
 	}
-	st := &Stats{}
-	st.init(from.UTC(), to.UTC(), bucket)
+	from, to = from.UTC(), to.UTC()
 	lo, hi := unixNano(from), unixNano(to)
+	parts := 1
+	if !s.memory {
+		parts = max(1, s.opts.ReadConns/2)
+	}
+	ps := make([]*partial, parts)
+	errs := make([]error, 2*parts)
+	var wg sync.WaitGroup
+	step := (hi - lo + int64(parts) - 1) / int64(parts)
+	for i := range ps {
+		p := &partial{codes: map[int64]int64{}, senders: map[string]int64{}, rcpts: map[string]int64{}}
+		p.st.init(from, to, bucket)
+		ps[i] = p
+		a, b := lo+int64(i)*step, min(hi, lo+int64(i+1)*step)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			errs[2*i] = s.scanRecords(ctx, p, lo, a, b, int64(bucket))
+		}()
+		go func() {
+			defer wg.Done()
+			errs[2*i+1] = s.scanRcpts(ctx, p, a, b)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
 
+	st := &ps[0].st
+	codes, senders, rcpts, lat := ps[0].codes, ps[0].senders, ps[0].rcpts, ps[0].lat
+	for _, p := range ps[1:] {
+		o := &p.st
+		st.Messages += o.Messages
+		st.Sessions += o.Sessions
+		st.Temporary += o.Temporary
+		st.Permanent += o.Permanent
+		st.TLS.Yes += o.TLS.Yes
+		st.TLS.No += o.TLS.No
+		st.AuthFailures += o.AuthFailures
+		for k, n := range o.ByStatus {
+			st.ByStatus[k] += n
+		}
+		for i := range o.Series {
+			st.Series[i].Total += o.Series[i].Total
+			for k, n := range o.Series[i].ByStatus {
+				st.Series[i].ByStatus[k] += n
+			}
+		}
+		for k, n := range p.codes {
+			codes[k] += n
+		}
+		for k, n := range p.senders {
+			senders[k] += n
+		}
+		for k, n := range p.rcpts {
+			rcpts[k] += n
+		}
+		lat = append(lat, p.lat...)
+	}
+	for c, n := range codes {
+		st.ReplyCodes = append(st.ReplyCodes, Count{strconv.FormatInt(c, 10), n})
+	}
+	sortCounts(st.ReplyCodes, len(st.ReplyCodes))
+	st.TopSenders, st.TopSenderDomains = top(senders)
+	st.TopRecipients, st.TopRecipientDomains = top(rcpts)
+	st.Latency = latencies(lat)
+	return st, nil
+}
+
+// scanRecords counts the records with a <= ts < b into p; buckets start at
+// lo.
+func (s *Store) scanRecords(ctx context.Context, p *partial, lo, a, b, bucket int64) error {
 	rows, err := s.r.QueryContext(ctx, `SELECT ts, type, status, reply_code, tls, latency_ms, auth_result, mail_from
-		FROM records INDEXED BY records_ts WHERE ts >= ? AND ts < ?`, lo, hi)
+		FROM records INDEXED BY records_ts WHERE ts >= ? AND ts < ?`, a, b)
 	if err != nil {
-		return nil, fmt.Errorf("store: stats: %w", err)
+		return fmt.Errorf("store: stats: %w", err)
 	}
 	defer rows.Close()
-	codes := map[int64]int64{}
-	senders := map[string]int64{}
-	var lat []float64
+	st := &p.st
 	for rows.Next() {
 		var (
-			ts                  int64
-			typ                 string
-			status, auth, from_ sql.RawBytes
-			code                sql.NullInt64
-			tls                 int64
-			latency             sql.NullFloat64
+			ts          int64
+			typ, status sql.RawBytes
+			auth, from  sql.RawBytes
+			code        sql.NullInt64
+			tls         int64
+			latency     sql.NullFloat64
 		)
-		if err := rows.Scan(&ts, &typ, &status, &code, &tls, &latency, &auth, &from_); err != nil {
-			return nil, fmt.Errorf("store: stats: %w", err)
+		if err := rows.Scan(&ts, &typ, &status, &code, &tls, &latency, &auth, &from); err != nil {
+			return fmt.Errorf("store: stats: %w", err)
 		}
-		if typ == "session" {
+		if string(typ) == "session" {
 			st.Sessions++
 			if string(auth) == "failure" {
 				st.AuthFailures++
@@ -120,11 +198,11 @@ func (s *Store) Stats(ctx context.Context, from, to time.Time, bucket time.Durat
 		st.Messages++
 		stat := string(status)
 		st.ByStatus[stat]++
-		b := &st.Series[(ts-lo)/int64(bucket)]
-		b.Total++
-		b.ByStatus[stat]++
+		bk := &st.Series[(ts-lo)/bucket]
+		bk.Total++
+		bk.ByStatus[stat]++
 		if code.Valid {
-			codes[code.Int64]++
+			p.codes[code.Int64]++
 			switch code.Int64 / 100 {
 			case 4:
 				st.Temporary++
@@ -138,42 +216,36 @@ func (s *Store) Stats(ctx context.Context, from, to time.Time, bucket time.Durat
 			st.TLS.No++
 		}
 		if latency.Valid && latency.Float64 > 0 {
-			lat = append(lat, latency.Float64)
+			p.lat = append(p.lat, latency.Float64)
 		}
-		if from_ != nil {
-			senders[string(from_)]++
+		if from != nil {
+			p.senders[string(from)]++
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: stats: %w", err)
+		return fmt.Errorf("store: stats: %w", err)
 	}
-	rows.Close()
+	return nil
+}
 
-	for c, n := range codes {
-		st.ReplyCodes = append(st.ReplyCodes, Count{strconv.FormatInt(c, 10), n})
-	}
-	sortCounts(st.ReplyCodes, len(st.ReplyCodes))
-	st.TopSenders, st.TopSenderDomains = top(senders)
-	st.Latency = latencies(lat)
-
-	rrows, err := s.r.QueryContext(ctx, `SELECT addr FROM rcpts INDEXED BY rcpts_ts WHERE ts >= ? AND ts < ?`, lo, hi)
+// scanRcpts counts recipients of records with a <= ts < b into p.
+func (s *Store) scanRcpts(ctx context.Context, p *partial, a, b int64) error {
+	rows, err := s.r.QueryContext(ctx, `SELECT addr FROM rcpts INDEXED BY rcpts_ts WHERE ts >= ? AND ts < ?`, a, b)
 	if err != nil {
-		return nil, fmt.Errorf("store: stats: recipients: %w", err)
+		return fmt.Errorf("store: stats: recipients: %w", err)
 	}
-	defer rrows.Close()
-	rcpts := map[string]int64{}
-	for rrows.Next() {
-		var a sql.RawBytes
-		if err := rrows.Scan(&a); err != nil {
-			return nil, fmt.Errorf("store: stats: recipients: %w", err)
+	defer rows.Close()
+	for rows.Next() {
+		var addr sql.RawBytes
+		if err := rows.Scan(&addr); err != nil {
+			return fmt.Errorf("store: stats: recipients: %w", err)
 		}
-		rcpts[string(a)]++
+		p.rcpts[string(addr)]++
 	}
-	if err := rrows.Err(); err != nil {
-		return nil, fmt.Errorf("store: stats: recipients: %w", err)
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: stats: recipients: %w", err)
 	}
-	st.TopRecipients, st.TopRecipientDomains = top(rcpts)
-	return st, nil
+	return nil
 }
 
 // top returns the TopN addresses and domains of counts.

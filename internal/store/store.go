@@ -69,11 +69,12 @@ const (
 // Options configures a Store. The zero value is usable.
 type Options struct {
 	Sync        Sync          // default SyncFull
-	MaxBatch    int           // records per transaction; default 1000
+	MaxBatch    int           // records per transaction at most; default 5000
 	MaxDelay    time.Duration // how long the writer waits to fill a batch; default 0: commit what is queued (group commit)
 	QueueSize   int           // writes waiting for the writer; default 10000
 	BusyTimeout time.Duration // how long Handle waits for room in a full queue; default 1s
 	ReadConns   int           // reader connections; default 4
+	CacheKiB    int           // SQLite page cache per connection; default 16384
 	Retention   Retention     // automatic pruning; off when both limits are zero
 	Now         func() time.Time
 	Logger      *slog.Logger // for automatic retention's outcome; default: discard
@@ -94,13 +95,16 @@ func (o *Options) defaults() error {
 		return fmt.Errorf("store: unknown sync level %q: use FULL or NORMAL", o.Sync)
 	}
 	if o.MaxBatch <= 0 {
-		o.MaxBatch = 1000
+		o.MaxBatch = 5000
 	}
 	if o.QueueSize <= 0 {
 		o.QueueSize = 10000
 	}
 	if o.BusyTimeout <= 0 {
 		o.BusyTimeout = time.Second
+	}
+	if o.CacheKiB <= 0 {
+		o.CacheKiB = 16384
 	}
 	if o.ReadConns <= 0 {
 		o.ReadConns = 4
@@ -122,11 +126,12 @@ func (o *Options) defaults() error {
 
 // Store is a SQLite record store. It is safe for concurrent use.
 type Store struct {
-	opts   Options
-	memory bool
-	w      *sql.DB // one connection, used only by the writer goroutine
-	r      *sql.DB // readers; the same as w for :memory:
-	ins    inserts
+	opts    Options
+	memory  bool
+	w       *sql.DB   // one connection, used only by the writer goroutine
+	r       *sql.DB   // readers; the same as w for :memory:
+	ins     inserts   // used by the writer goroutine only
+	flaters sync.Pool // *flate.Writer
 
 	queue   chan *item
 	jobs    chan *job
@@ -171,7 +176,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	var err error
 	if s.memory {
 		// Every connection to ":memory:" is a database of its own: use one.
-		s.w, err = sql.Open("sqlite", "file::memory:?"+params(opts.Sync, false).Encode())
+		s.w, err = sql.Open("sqlite", "file::memory:?"+params(opts, false).Encode())
 		if err != nil {
 			return nil, fmt.Errorf("store: open: %w", err)
 		}
@@ -181,7 +186,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		s.w.SetConnMaxIdleTime(0)
 		s.r = s.w
 	} else {
-		s.w, err = sql.Open("sqlite", "file:"+url.PathEscape(path)+"?"+params(opts.Sync, false).Encode())
+		s.w, err = sql.Open("sqlite", "file:"+url.PathEscape(path)+"?"+params(opts, false).Encode())
 		if err != nil {
 			return nil, fmt.Errorf("store: open %s: %w", path, err)
 		}
@@ -195,7 +200,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	if !s.memory {
-		s.r, err = sql.Open("sqlite", "file:"+url.PathEscape(path)+"?"+params(opts.Sync, true).Encode())
+		s.r, err = sql.Open("sqlite", "file:"+url.PathEscape(path)+"?"+params(opts, true).Encode())
 		if err != nil {
 			s.w.Close()
 			return nil, fmt.Errorf("store: open %s for reading: %w", path, err)
@@ -220,14 +225,17 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 // params are the connection settings. WAL lets readers run beside the
 // writer; busy_timeout covers the moments a reader needs a lock the writer
 // holds (checkpoints).
-func params(sync Sync, readOnly bool) url.Values {
+func params(o Options, readOnly bool) url.Values {
 	v := url.Values{}
 	v.Set("_journal_mode", "WAL")
-	v.Set("_synchronous", string(sync))
+	v.Set("_synchronous", string(o.Sync))
 	v.Set("_busy_timeout", "10000")
 	v.Set("_auto_vacuum", "INCREMENTAL")
 	v.Set("_txlock", "immediate")
-	v.Add("_pragma", "cache_size(-32000)")
+	v.Add("_pragma", "cache_size(-"+strconv.Itoa(o.CacheKiB)+")")
+	// Checkpoint the WAL every 16 MiB rather than 4: fewer, larger copies
+	// into the database on the writer's path.
+	v.Add("_pragma", "wal_autocheckpoint(4000)")
 	v.Add("_pragma", "temp_store(MEMORY)")
 	if readOnly {
 		v.Set("_query_only", "1")
@@ -246,7 +254,7 @@ func (s *Store) closeDBs() {
 // Handle stores r and returns once the transaction holding it has
 // committed. See the package documentation for what an error means.
 func (s *Store) Handle(ctx context.Context, r *record.Record) error {
-	rw, err := prepareRow(r)
+	rw, err := s.prepareRow(r)
 	if err != nil {
 		return err
 	}
@@ -272,7 +280,7 @@ func (s *Store) Insert(ctx context.Context, recs []*record.Record) error {
 		n := min(chunk, len(recs))
 		it := &item{rows: make([]*row, 0, n), done: make(chan error, 1)}
 		for _, r := range recs[:n] {
-			rw, err := prepareRow(r)
+			rw, err := s.prepareRow(r)
 			if err != nil {
 				return err
 			}
