@@ -57,15 +57,16 @@ type sessKey struct {
 // it by a content filter.
 type message struct {
 	rec      record.Record
-	open     int                 // member queue IDs not yet removed
-	last     time.Time           // last line seen
-	doneAt   time.Time           // when open reached 0 (lingering)
-	latest   map[string]int      // recipient -> index of its latest delivery
-	members  []string            // queue IDs of this story
-	loopback bool                // arrived from a loopback client: may be a re-injected copy
-	emitted  bool                // emitted or merged; stale in lingering queue
-	hops     map[int]bool        // deliveries that handed the message to a content filter
-	rcptSeen map[string]struct{} // recipients in rec.RcptTo
+	open     int          // member queue IDs not yet removed
+	last     time.Time    // last line seen
+	doneAt   time.Time    // when open reached 0 (lingering)
+	members  []string     // queue IDs of this story
+	loopback bool         // arrived from a loopback client: may be a re-injected copy
+	emitted  bool         // emitted or merged; stale in lingering queue
+	hops     map[int]bool // deliveries that handed the message to a content filter
+	// rcptIdx maps a recipient to its index in rec.RcptTo once there are
+	// too many to search; nil before.
+	rcptIdx map[string]int
 }
 
 type session struct {
@@ -91,6 +92,47 @@ type Correlator struct {
 	now       time.Time           // latest line time
 	seq       uint64              // session counter, for unique session IDs
 	observe   Observer            // optional
+	strs      interner            // the values that repeat: hosts, addresses, relays, statuses, …
+	// oldest is at or before the last line time of every open message and
+	// session and of every outbound TLS entry, and before the completion of
+	// every lingering message, so that Flush has nothing to do before it.
+	oldest time.Time
+	// obsLine and obsEvent hold what the observer is shown, so that the
+	// line and its event need not move to the heap.
+	obsLine  mtalog.Line
+	obsEvent Event
+}
+
+// maxInterned bounds an interner; when it is full it starts afresh.
+const maxInterned = 1 << 14
+
+// interner keeps one copy of each string value it is given, so that the
+// values a log repeats on many lines are copied out of the line once.
+type interner struct{ m map[string]string }
+
+// get returns a copy of s that shares no memory with the line s came from.
+func (in *interner) get(s string) string {
+	if s == "" {
+		return ""
+	}
+	if v, ok := in.m[s]; ok {
+		return v
+	}
+	if in.m == nil {
+		in.m = make(map[string]string, 256)
+	} else if len(in.m) >= maxInterned {
+		clear(in.m)
+	}
+	v := strings.Clone(s)
+	in.m[v] = v
+	return v
+}
+
+// seen notes a line at t: what it opens or touches was last seen at t.
+func (c *Correlator) seen(t time.Time) {
+	if c.oldest.IsZero() || t.Before(c.oldest) {
+		c.oldest = t
+	}
 }
 
 var _ mtalog.Correlator = (*Correlator)(nil)
@@ -114,6 +156,7 @@ func (c *Correlator) SetObserver(fn Observer) { c.observe = fn }
 
 // Feed consumes one line; see mtalog.Correlator.
 func (c *Correlator) Feed(l mtalog.Line, emit func(*record.Record)) bool {
+	c.seen(l.Time)
 	if l.Time.After(c.now) {
 		c.now = l.Time
 		c.expireLingering(emit)
@@ -123,7 +166,9 @@ func (c *Correlator) Feed(l mtalog.Line, emit func(*record.Record)) bool {
 		return false
 	}
 	if c.observe != nil {
-		c.observe(&l, &e)
+		c.obsLine, c.obsEvent = l, e
+		c.observe(&c.obsLine, &c.obsEvent)
+		c.obsLine, c.obsEvent = mtalog.Line{}, Event{}
 	}
 	switch e.Kind {
 	case KindConnect:
@@ -143,19 +188,19 @@ func (c *Correlator) Feed(l mtalog.Line, emit func(*record.Record)) bool {
 		}
 	case KindTLSIn:
 		s := c.session(l, &e)
-		s.rec.TLS = &record.TLS{Used: true, Version: strings.Clone(e.TLSVersion), Cipher: strings.Clone(e.TLSCipher), Trust: strings.Clone(e.TLSTrust)}
+		s.rec.TLS = &record.TLS{Used: true, Version: c.strs.get(e.TLSVersion), Cipher: c.strs.get(e.TLSCipher), Trust: c.strs.get(e.TLSTrust)}
 	case KindTLSOut:
 		if len(c.outTLS) > 65536 {
 			clear(c.outTLS)
 		}
-		c.outTLS[sessKey{strings.Clone(l.Host), l.PID}] = smtpTLS{
-			tls:  record.TLS{Used: true, Version: strings.Clone(e.TLSVersion), Cipher: strings.Clone(e.TLSCipher), Trust: strings.Clone(e.TLSTrust)},
-			peer: strings.Clone(e.Peer),
+		c.outTLS[sessKey{c.strs.get(l.Host), l.PID}] = smtpTLS{
+			tls:  record.TLS{Used: true, Version: c.strs.get(e.TLSVersion), Cipher: c.strs.get(e.TLSCipher), Trust: c.strs.get(e.TLSTrust)},
+			peer: c.strs.get(e.Peer),
 			seen: l.Time,
 		}
 	case KindSASLFailed:
 		s := c.session(l, &e)
-		s.rec.Auth = &record.Auth{Mechanism: strings.Clone(e.SASLMethod), Username: strings.Clone(e.SASLUser), Result: "failure"}
+		s.rec.Auth = &record.Auth{Mechanism: c.strs.get(e.SASLMethod), Username: c.strs.get(e.SASLUser), Result: "failure"}
 		s.rec.Errors = appendBounded(s.rec.Errors, "SASL "+e.SASLMethod+" authentication failed: "+e.Text)
 	case KindClient:
 		c.client(l, &e)
@@ -168,20 +213,20 @@ func (c *Correlator) Feed(l mtalog.Line, emit func(*record.Record)) bool {
 		m.rec.MessageID = strings.Clone(e.MessageID)
 	case KindQueued:
 		m := c.message(l, e.QueueID, emit)
-		m.rec.MailFrom = record.Ptr(strings.Clone(e.From))
+		m.rec.MailFrom = record.Ptr(c.strs.get(e.From))
 		m.rec.Size = e.Size
 		m.rec.Nrcpt = e.Nrcpt
 	case KindPickup:
 		m := c.message(l, e.QueueID, emit)
 		if m.rec.MailFrom == nil {
-			m.rec.MailFrom = record.Ptr(strings.Clone(e.From))
+			m.rec.MailFrom = record.Ptr(c.strs.get(e.From))
 		}
 		m.rec.Flags = appendFlag(m.rec.Flags, FlagLocal)
 	case KindExpired:
 		m := c.message(l, e.QueueID, emit)
 		m.rec.Status = record.StatusExpired
 		if m.rec.MailFrom == nil {
-			m.rec.MailFrom = record.Ptr(strings.Clone(e.From))
+			m.rec.MailFrom = record.Ptr(c.strs.get(e.From))
 		}
 	case KindRemoved:
 		if m, ok := c.msgs[key{l.Host, e.QueueID}]; ok {
@@ -235,7 +280,7 @@ func (c *Correlator) session(l mtalog.Line, e *Event) *session {
 	k := sessKey{l.Host, l.PID}
 	s, ok := c.sessions[k]
 	if !ok {
-		k.host = strings.Clone(l.Host)
+		k.host = c.strs.get(l.Host)
 		s = &session{rec: record.Record{
 			Type: record.TypeSession, Source: record.SourcePostfix, Host: k.host,
 			Timestamp: l.Time, Flags: []string{FlagIncomplete},
@@ -243,7 +288,7 @@ func (c *Correlator) session(l mtalog.Line, e *Event) *session {
 		c.sessions[k] = s
 	}
 	if s.rec.ClientIP == "" && e.ClientIP != "" {
-		s.rec.ClientIP = strings.Clone(e.ClientIP)
+		s.rec.ClientIP = c.strs.get(e.ClientIP)
 	}
 	s.last = l.Time
 	return s
@@ -326,18 +371,18 @@ func (c *Correlator) emitSession(s *session, emit func(*record.Record)) {
 	if !s.rec.End.IsZero() {
 		s.rec.DurationMS = record.MS(s.rec.End.Sub(s.rec.Timestamp))
 	}
-	r := s.rec
-	emit(&r)
+	emit(&s.rec) // s is done with
+
 }
 
 func (c *Correlator) client(l mtalog.Line, e *Event) {
 	m, _ := c.lookupOrNew(l, e.QueueID)
-	m.rec.ClientIP = strings.Clone(e.ClientIP)
+	m.rec.ClientIP = c.strs.get(e.ClientIP)
 	if ip, err := netip.ParseAddr(e.ClientIP); err == nil && ip.IsLoopback() {
 		m.loopback = true
 	}
 	if e.SASLUser != "" {
-		m.rec.Username = strings.Clone(e.SASLUser)
+		m.rec.Username = c.strs.get(e.SASLUser)
 	}
 	if s, ok := c.sessions[sessKey{l.Host, l.PID}]; ok {
 		s.last = l.Time
@@ -353,7 +398,7 @@ func (c *Correlator) client(l mtalog.Line, e *Event) {
 		s.warnings = nil
 		if e.SASLUser != "" {
 			s.rec.Username = m.rec.Username
-			s.rec.Auth = &record.Auth{Mechanism: strings.Clone(e.SASLMethod), Username: m.rec.Username, Result: "success"}
+			s.rec.Auth = &record.Auth{Mechanism: c.strs.get(e.SASLMethod), Username: m.rec.Username, Result: "success"}
 		}
 	}
 }
@@ -364,7 +409,7 @@ func (c *Correlator) lookupOrNew(l mtalog.Line, qid string) (*message, bool) {
 		m.last = l.Time
 		return m, false
 	}
-	host, q := strings.Clone(l.Host), strings.Clone(qid)
+	host, q := c.strs.get(l.Host), strings.Clone(qid)
 	m := &message{
 		rec: record.Record{
 			Type: record.TypeMessage, Source: record.SourcePostfix, Host: host,
@@ -388,7 +433,7 @@ func (c *Correlator) reject(l mtalog.Line, e *Event, emit func(*record.Record)) 
 	if e.Daemon == "smtpd" {
 		s = c.session(l, e)
 		if e.Helo != "" && s.rec.Helo == "" {
-			s.rec.Helo = strings.Clone(e.Helo)
+			s.rec.Helo = c.strs.get(e.Helo)
 		}
 	}
 	if e.Kind == KindRejectWarning {
@@ -404,49 +449,49 @@ func (c *Correlator) reject(l mtalog.Line, e *Event, emit func(*record.Record)) 
 		m := c.message(l, e.QueueID, emit)
 		if e.Stage == "RCPT" && e.Action == "reject" {
 			if len(m.rec.RejectedRcpt) < 1000 {
-				m.rec.RejectedRcpt = append(m.rec.RejectedRcpt, record.Rejection{Address: strings.Clone(e.To), SMTPResponse: strings.Clone(e.Reply)})
+				m.rec.RejectedRcpt = append(m.rec.RejectedRcpt, record.Rejection{Address: c.strs.get(e.To), SMTPResponse: strings.Clone(e.Reply)})
 			}
 			if m.rec.Helo == "" {
-				m.rec.Helo = strings.Clone(e.Helo)
+				m.rec.Helo = c.strs.get(e.Helo)
 			}
 			return
 		}
 		// Rejected at or after DATA (a milter, END-OF-MESSAGE): the queue
 		// file is discarded without a "removed" line.
-		fillReject(&m.rec, e)
+		c.fillReject(&m.rec, e)
 		c.finish(m, l.Time, emit)
 		return
 	}
 	r := record.Record{
-		Type: record.TypeMessage, Source: record.SourcePostfix, Host: strings.Clone(l.Host),
-		Timestamp: l.Time, ClientIP: strings.Clone(e.ClientIP), ClientPort: e.ClientPort,
+		Type: record.TypeMessage, Source: record.SourcePostfix, Host: c.strs.get(l.Host),
+		Timestamp: l.Time, ClientIP: c.strs.get(e.ClientIP), ClientPort: e.ClientPort,
 	}
 	if s != nil {
 		r.SessionID = s.rec.SessionID
 		r.TLS = s.rec.TLS
 		r.Username = s.rec.Username
 	}
-	fillReject(&r, e)
+	c.fillReject(&r, e)
 	if e.To != "" {
-		r.RejectedRcpt = []record.Rejection{{Address: strings.Clone(e.To), SMTPResponse: r.SMTPResponse}}
+		r.RejectedRcpt = []record.Rejection{{Address: c.strs.get(e.To), SMTPResponse: r.SMTPResponse}}
 	}
 	emit(&r)
 }
 
 // fillReject sets the outcome fields of a rejection.
-func fillReject(r *record.Record, e *Event) {
+func (c *Correlator) fillReject(r *record.Record, e *Event) {
 	r.Status = record.StatusRejected
 	r.SMTPResponse = strings.Clone(e.Reply)
 	r.ReplyCode = e.Code
-	r.EnhancedCode = strings.Clone(e.Enhanced)
+	r.EnhancedCode = c.strs.get(e.Enhanced)
 	if e.HasFrom && r.MailFrom == nil {
-		r.MailFrom = record.Ptr(strings.Clone(e.From))
+		r.MailFrom = record.Ptr(c.strs.get(e.From))
 	}
 	if e.Helo != "" && r.Helo == "" {
-		r.Helo = strings.Clone(e.Helo)
+		r.Helo = c.strs.get(e.Helo)
 	}
 	if r.ClientIP == "" {
-		r.ClientIP = strings.Clone(e.ClientIP)
+		r.ClientIP = c.strs.get(e.ClientIP)
 	}
 	r.Reason = strings.Clone(e.Action + ": " + e.Stage)
 	if e.CheckSubject != "" {
@@ -457,10 +502,10 @@ func fillReject(r *record.Record, e *Event) {
 func (c *Correlator) check(l mtalog.Line, e *Event, emit func(*record.Record)) {
 	m := c.message(l, e.QueueID, emit)
 	if e.HasFrom && m.rec.MailFrom == nil {
-		m.rec.MailFrom = record.Ptr(strings.Clone(e.From))
+		m.rec.MailFrom = record.Ptr(c.strs.get(e.From))
 	}
 	if e.Helo != "" && m.rec.Helo == "" {
-		m.rec.Helo = strings.Clone(e.Helo)
+		m.rec.Helo = c.strs.get(e.Helo)
 	}
 	text := e.Action + ": " + e.Stage + " " + e.CheckSubject
 	if e.Text != "" {
@@ -484,14 +529,14 @@ func (c *Correlator) delivery(l mtalog.Line, e *Event, emit func(*record.Record)
 	m := c.message(l, e.QueueID, emit)
 	d := record.Delivery{
 		Timestamp:    l.Time,
-		Rcpt:         strings.Clone(e.To),
-		OrigRcpt:     strings.Clone(e.OrigTo),
-		Status:       strings.Clone(e.Status),
-		Relay:        strings.Clone(e.Relay),
-		DSN:          strings.Clone(e.DSN),
+		Rcpt:         c.strs.get(e.To),
+		OrigRcpt:     c.strs.get(e.OrigTo),
+		Status:       c.strs.get(e.Status),
+		Relay:        c.strs.get(e.Relay),
+		DSN:          c.strs.get(e.DSN),
 		SMTPResponse: strings.Clone(e.Text),
 		DelayS:       e.Delay,
-		Delays:       strings.Clone(e.Delays),
+		Delays:       c.strs.get(e.Delays),
 	}
 	if e.QueueID != m.rec.QueueID {
 		d.QueueID = strings.Clone(e.QueueID)
@@ -513,16 +558,38 @@ func (c *Correlator) addDelivery(m *message, d record.Delivery) {
 	if len(m.rec.Deliveries) >= 10000 {
 		return
 	}
-	if m.latest == nil {
-		m.latest = map[string]int{}
-		m.rcptSeen = map[string]struct{}{}
-	}
 	m.rec.Deliveries = append(m.rec.Deliveries, d)
-	m.latest[d.Rcpt] = len(m.rec.Deliveries) - 1
-	if _, ok := m.rcptSeen[d.Rcpt]; !ok {
-		m.rcptSeen[d.Rcpt] = struct{}{}
+	if m.rcptIndex(d.Rcpt) < 0 {
 		m.rec.RcptTo = append(m.rec.RcptTo, d.Rcpt)
+		if m.rcptIdx != nil {
+			m.rcptIdx[d.Rcpt] = len(m.rec.RcptTo) - 1
+		}
 	}
+}
+
+// rcptSearch is how many recipients a message keeps before it indexes them.
+const rcptSearch = 16
+
+// rcptIndex returns the index of rcpt in m.rec.RcptTo, or -1.
+func (m *message) rcptIndex(rcpt string) int {
+	if m.rcptIdx == nil {
+		if len(m.rec.RcptTo) < rcptSearch {
+			for i, r := range m.rec.RcptTo {
+				if r == rcpt {
+					return i
+				}
+			}
+			return -1
+		}
+		m.rcptIdx = make(map[string]int, 2*len(m.rec.RcptTo))
+		for i, r := range m.rec.RcptTo {
+			m.rcptIdx[r] = i
+		}
+	}
+	if i, ok := m.rcptIdx[rcpt]; ok {
+		return i
+	}
+	return -1
 }
 
 // link joins the message re-injected as qid (by a content filter that
@@ -620,20 +687,18 @@ func (c *Correlator) emitMessage(m *message, incomplete bool, emit func(*record.
 		return
 	}
 	m.emitted = true
-	r := m.rec
+	// m is done with: its record is emitted as it is.
+	r := &m.rec
 	if incomplete {
-		r.Flags = appendFlag(append([]string(nil), r.Flags...), FlagIncomplete)
+		r.Flags = appendFlag(r.Flags, FlagIncomplete)
 	}
 	if r.Status != record.StatusRejected {
 		// The worst outcome over the recipients, each at its latest attempt
 		// (recipients in first-seen order).
 		worst, worstIdx := 0, -1
-		latest := m.latest
-		if len(m.hops) > 0 {
-			latest = latestAttempts(r.Deliveries, m.hops)
-		}
-		for _, rcpt := range r.RcptTo {
-			i := latest[rcpt]
+		latest := latestDeliveries(r.RcptTo, r.Deliveries, m.hops)
+		for k := range r.RcptTo {
+			i := latest[k]
 			if rank := mtalog.StatusRank(r.Deliveries[i].Status); rank > worst || worstIdx < 0 {
 				worst, worstIdx = rank, i
 			}
@@ -653,7 +718,44 @@ func (c *Correlator) emitMessage(m *message, incomplete bool, emit func(*record.
 	if r.Status == "" {
 		r.Status = record.StatusAccepted
 	}
-	emit(&r)
+	emit(r)
+}
+
+// latestDeliveries returns, for each recipient of rcpts, the index in ds
+// of its latest delivery: the last one added, or with content filter
+// hand-overs (hops), latestAttempts's choice.
+func latestDeliveries(rcpts []string, ds []record.Delivery, hops map[int]bool) []int {
+	out := make([]int, len(rcpts))
+	if len(hops) > 0 {
+		latest := latestAttempts(ds, hops)
+		for k, rcpt := range rcpts {
+			out[k] = latest[rcpt]
+		}
+		return out
+	}
+	if len(rcpts) == 1 {
+		out[0] = len(ds) - 1 // every delivery is to it
+		return out
+	}
+	if len(rcpts) >= rcptSearch {
+		last := make(map[string]int, len(rcpts))
+		for i, d := range ds {
+			last[d.Rcpt] = i
+		}
+		for k, rcpt := range rcpts {
+			out[k] = last[rcpt]
+		}
+		return out
+	}
+	for k, rcpt := range rcpts {
+		for i := len(ds) - 1; i >= 0; i-- {
+			if ds[i].Rcpt == rcpt {
+				out[k] = i
+				break
+			}
+		}
+	}
+	return out
 }
 
 // latestAttempts picks each recipient's latest delivery by time, where a
@@ -682,6 +784,10 @@ func latestAttempts(ds []record.Delivery, hops map[int]bool) map[string]int {
 // emitted complete.
 func (c *Correlator) Flush(before time.Time, emit func(*record.Record)) {
 	all := before.IsZero()
+	if !all && !c.oldest.IsZero() && !c.oldest.Before(before) {
+		return // nothing was last seen before before
+	}
+	defer c.findOldest()
 	for _, m := range c.lingering {
 		if m != nil && !m.emitted && (all || m.doneAt.Before(before)) {
 			c.emitMessage(m, false, emit)
@@ -724,6 +830,32 @@ func (c *Correlator) Flush(before time.Time, emit func(*record.Record)) {
 			delete(c.outTLS, k)
 		}
 	}
+}
+
+// findOldest sets c.oldest to the earliest time Flush compares with
+// before, or zero when nothing is open.
+func (c *Correlator) findOldest() {
+	var t time.Time
+	min := func(u time.Time) {
+		if t.IsZero() || u.Before(t) {
+			t = u
+		}
+	}
+	for _, m := range c.lingering {
+		if m != nil && !m.emitted {
+			min(m.doneAt)
+		}
+	}
+	for _, m := range c.msgs {
+		min(m.last)
+	}
+	for _, s := range c.sessions {
+		min(s.last)
+	}
+	for _, o := range c.outTLS {
+		min(o.seen)
+	}
+	c.oldest = t
 }
 
 func sortMessages(ms []*message) {
