@@ -65,6 +65,19 @@ func (t *table[V]) get(k string) (v *V, isNew bool) {
 	if v, ok := t.m[k]; ok {
 		return v, false
 	}
+	return t.insert(strings.Clone(k))
+}
+
+// getBytes is get with the key in a buffer the caller reuses.
+func (t *table[V]) getBytes(k []byte) (v *V, isNew bool) {
+	if v, ok := t.m[string(k)]; ok {
+		return v, false
+	}
+	return t.insert(string(k))
+}
+
+// insert adds k, a string of the table's own.
+func (t *table[V]) insert(k string) (v *V, isNew bool) {
 	if len(t.m) >= t.limit {
 		t.full = true
 		return nil, false
@@ -106,10 +119,16 @@ type codeStat struct {
 // Aggregator accumulates records into a Report. It is a record.Handler and
 // is not safe for concurrent use.
 type Aggregator struct {
-	opt    Options
-	totals Totals
-	from   time.Time
-	to     time.Time
+	opt Options
+	key []byte // scratch for composite table keys
+	// The per-day and per-hour counters of the wall-clock hour last
+	// counted, which most events fall into.
+	hourAt  hourKey
+	hourDay *Counts
+	hourAll *Counts
+	totals  Totals
+	from    time.Time
+	to      time.Time
 
 	perDay  table[Counts]
 	perHour [24]Counts
@@ -195,15 +214,30 @@ func (a *Aggregator) count(t time.Time, f func(*Counts)) {
 	if t.IsZero() {
 		return
 	}
-	if c, _ := a.perDay.get(t.Format(time.DateOnly)); c != nil {
-		f(c)
-	}
-	f(&a.perHour[t.Hour()])
 	y, mo, d := t.Date()
-	start := time.Date(y, mo, d, t.Hour(), 0, 0, 0, t.Location())
-	if c, _ := a.hourly.get(strconv.FormatInt(start.Unix(), 10)); c != nil {
-		f(c)
+	k := hourKey{y, mo, d, t.Hour(), t.Location()}
+	if k != a.hourAt || a.hourAt.loc == nil {
+		a.hourAt = k
+		a.hourDay, _ = a.perDay.get(t.Format(time.DateOnly))
+		start := time.Date(y, mo, d, k.hour, 0, 0, 0, k.loc)
+		a.hourAll, _ = a.hourly.get(strconv.FormatInt(start.Unix(), 10))
 	}
+	if a.hourDay != nil {
+		f(a.hourDay)
+	}
+	f(&a.perHour[k.hour])
+	if a.hourAll != nil {
+		f(a.hourAll)
+	}
+}
+
+// hourKey names a wall-clock hour.
+type hourKey struct {
+	year  int
+	month time.Month
+	day   int
+	hour  int
+	loc   *time.Location
 }
 
 // Handle adds one record; it never fails.
@@ -217,15 +251,18 @@ func (a *Aggregator) Handle(_ context.Context, r *record.Record) error {
 	return nil
 }
 
-// Note adds a line-level fact.
+// Note adds a line-level fact; it copies what it keeps, so n may share a
+// log line's memory.
 func (a *Aggregator) Note(n Note) {
 	if !a.in(n.Time) {
 		return
 	}
-	text := trim(maskPaths(n.Text), 160)
-	if d, isNew := a.diags.get(n.Level + "\x00" + n.Program + "\x00" + text); d != nil {
+	a.key = append(append(append(append(a.key[:0], n.Level...), 0), n.Program...), 0)
+	start := len(a.key)
+	a.key = appendTrimmed(appendMaskPaths(a.key, n.Text), start, 160)
+	if d, isNew := a.diags.getBytes(a.key); d != nil {
 		if isNew {
-			*d = Diagnostic{Level: n.Level, Program: n.Program, Text: text}
+			*d = Diagnostic{Level: strings.Clone(n.Level), Program: strings.Clone(n.Program), Text: string(a.key[start:])}
 		}
 		d.Count++
 	}
@@ -260,10 +297,20 @@ func queued(r *record.Record) bool {
 
 // normAddr lower-cases an address's domain, as pflogsumm does.
 func normAddr(s string) string {
-	if i := strings.IndexByte(s, '@'); i >= 0 {
+	if i := strings.IndexByte(s, '@'); i >= 0 && hasUpper(s[i:]) {
 		return s[:i] + strings.ToLower(s[i:])
 	}
 	return s
+}
+
+// hasUpper reports whether strings.ToLower could change s.
+func hasUpper(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' || c >= 0x80 {
+			return true
+		}
+	}
+	return false
 }
 
 // domainOf is the part after the first "@", or the whole address.
@@ -487,8 +534,9 @@ func (a *Aggregator) code(class int, enh, example string) {
 		// its reply; keep the code as logged.
 		class = int(enh[0] - '0')
 	}
-	key := strconv.Itoa(class) + "xx\x00" + enh
-	if c, isNew := a.codes.get(key); c != nil {
+	a.key = append(strconv.AppendInt(a.key[:0], int64(class), 10), "xx\x00"...)
+	a.key = append(a.key, enh...)
+	if c, isNew := a.codes.getBytes(a.key); c != nil {
 		if isNew {
 			c.example = trim(example, 160)
 		}
@@ -583,13 +631,15 @@ func (a *Aggregator) session(r *record.Record) {
 }
 
 func (a *Aggregator) reason(t *table[reasonStat], group string, code int, enh, reason, key string) {
-	k := group + "\x00" + strconv.Itoa(code) + "\x00" + enh + "\x00" + reason
-	s, isNew := t.get(k)
+	a.key = append(append(a.key[:0], group...), 0)
+	a.key = append(strconv.AppendInt(a.key, int64(code), 10), 0)
+	a.key = append(append(append(a.key, enh...), 0), reason...)
+	s, isNew := t.getBytes(a.key)
 	if s == nil {
 		return
 	}
 	if isNew {
-		*s = reasonStat{group: group, code: code, enh: enh, reason: reason, top: newTable[int64](maxTopPerGroup)}
+		*s = reasonStat{group: strings.Clone(group), code: code, enh: strings.Clone(enh), reason: strings.Clone(reason), top: newTable[int64](maxTopPerGroup)}
 	}
 	s.count++
 	if key != "" {
@@ -617,6 +667,9 @@ func failureReason(s string) string {
 			s = s[i+3:]
 		}
 	}
+	if !strings.Contains(s, "/") && len(s) <= 160 {
+		return s
+	}
 	return trim(maskPaths(s), 160)
 }
 
@@ -627,27 +680,53 @@ func maskPaths(s string) string {
 	if !strings.Contains(s, "/") {
 		return s
 	}
-	words := strings.Split(s, " ")
-	for i, w := range words {
-		if !strings.Contains(w, "/") {
-			continue
-		}
-		var b strings.Builder
-		digits := false
-		for j := 0; j < len(w); j++ {
-			if isDigit(w[j]) {
-				if !digits {
-					b.WriteByte('#')
-				}
-				digits = true
-				continue
-			}
-			digits = false
-			b.WriteByte(w[j])
-		}
-		words[i] = b.String()
+	return string(appendMaskPaths(nil, s))
+}
+
+// appendMaskPaths appends maskPaths(s) to dst.
+func appendMaskPaths(dst []byte, s string) []byte {
+	if !strings.Contains(s, "/") {
+		return append(dst, s...)
 	}
-	return strings.Join(words, " ")
+	for i := 0; ; i++ {
+		w, rest, more := strings.Cut(s, " ")
+		if i > 0 {
+			dst = append(dst, ' ')
+		}
+		if !strings.Contains(w, "/") {
+			dst = append(dst, w...)
+		} else {
+			digits := false
+			for j := 0; j < len(w); j++ {
+				if isDigit(w[j]) {
+					if !digits {
+						dst = append(dst, '#')
+					}
+					digits = true
+					continue
+				}
+				digits = false
+				dst = append(dst, w[j])
+			}
+		}
+		if !more {
+			return dst
+		}
+		s = rest
+	}
+}
+
+// appendTrimmed shortens b[start:] as trim does.
+func appendTrimmed(b []byte, start, n int) []byte {
+	s := b[start:]
+	if len(s) <= n {
+		return b
+	}
+	cut := n - 3
+	for cut > 0 && s[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return append(b[:start+cut], "..."...)
 }
 
 // checkReason shortens a header/body check's reason: "hold: header

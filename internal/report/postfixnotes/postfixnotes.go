@@ -42,5 +42,6 @@ func note(agg *report.Aggregator, l *mtalog.Line, ev *postfix.Event) {
 	case ev.Kind == postfix.KindSASLFailed:
 		text, _ = strings.CutPrefix(l.Message, "warning: ")
 	}
-	agg.Note(report.Note{Time: l.Time, Level: level, Program: strings.Clone(ev.Daemon), Text: strings.Clone(text)})
+	// The Aggregator copies what it keeps.
+	agg.Note(report.Note{Time: l.Time, Level: level, Program: ev.Daemon, Text: text})
 }

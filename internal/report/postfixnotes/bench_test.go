@@ -1,0 +1,49 @@
+package postfixnotes_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/smtplog/smtplog/internal/mtalog"
+	"github.com/smtplog/smtplog/internal/mtalog/postfix"
+	"github.com/smtplog/smtplog/internal/report"
+	"github.com/smtplog/smtplog/internal/report/postfixnotes"
+)
+
+// BenchmarkReport is `smtplog report` without the files: the real Postfix
+// fixture replayed 500 times (postfix.Replay), through the pipeline into
+// an Aggregator, then the Report.
+func BenchmarkReport(b *testing.B) {
+	data, err := os.ReadFile("../../../testdata/postfix/real-3.7.log")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var big bytes.Buffer
+	if err := postfix.Replay(&big, data, 500); err != nil {
+		b.Fatal(err)
+	}
+	lines := bytes.Count(big.Bytes(), []byte("\n"))
+	b.SetBytes(int64(big.Len()))
+	b.ReportAllocs()
+	ref := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	for b.Loop() {
+		agg := report.New(report.Options{Top: -1})
+		p, err := mtalog.NewPipeline(mtalog.PipelineOptions{
+			Dialects: postfixnotes.Dialects([]mtalog.Dialect{postfix.Dialect()}, agg),
+			Handler:  agg,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := p.Run(context.Background(), mtalog.ReaderSource(bytes.NewReader(big.Bytes()), mtalog.ReaderOptions{Ref: ref})); err != nil {
+			b.Fatal(err)
+		}
+		if rep := agg.Report(); rep.Totals.Received == 0 {
+			b.Fatal("nothing received")
+		}
+	}
+	b.ReportMetric(float64(lines)*float64(b.N)/b.Elapsed().Seconds(), "lines/s")
+}
