@@ -33,7 +33,7 @@ type Stats struct {
 
 	TopSenders          []Count
 	TopSenderDomains    []Count
-	TopRecipients       []Count
+	TopRecipients       []Count // any recipient: accepted, refused or delivered to
 	TopRecipientDomains []Count
 }
 

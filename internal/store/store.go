@@ -28,7 +28,22 @@
 // recipients, deliveries, reply codes, transcripts and the full-text index
 // are child tables keyed by the record's id. The columns that terms compare
 // against are derived with package query's functions, which Match uses too,
-// so the SQL and the in-memory matcher agree by construction.
+// so the SQL and the in-memory matcher agree by construction. The writer
+// numbers records itself (it is the only one that inserts) and inserts a
+// batch with multi-row statements, table by table.
+//
+// The full-text table uses FTS5's contentless_delete (SQLite 3.43 or
+// later), so that retention can delete from it; an older sqlite3 shell can
+// still run PRAGMA integrity_check and read every other table.
+//
+// # Cost
+//
+// Each record adds about seven entries to B-tree indexes keyed by values in
+// no time order (Message-ID, queue ID, sender, sender domain, client IP,
+// recipient, recipient domain). Once those indexes outgrow what one batch
+// touches twice, each entry dirties its own page, which is written to the
+// WAL and again at checkpoint: that, not the record itself, bounds the
+// insert rate of a large store (see bench/store.sh).
 package store
 
 import (
@@ -71,7 +86,7 @@ type Options struct {
 	Sync        Sync          // default SyncFull
 	MaxBatch    int           // records per transaction at most; default 5000
 	MaxDelay    time.Duration // how long the writer waits to fill a batch; default 0: commit what is queued (group commit)
-	QueueSize   int           // writes waiting for the writer; default 10000
+	QueueSize   int           // writes waiting for the writer (one per Handle, or per 256 records of an Insert); default 10000
 	BusyTimeout time.Duration // how long Handle waits for room in a full queue; default 1s
 	ReadConns   int           // reader connections; default 4
 	CacheKiB    int           // SQLite page cache per connection; default 16384

@@ -4,12 +4,14 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"runtime/pprof"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +40,7 @@ func run() error {
 	syncLevel := flag.String("sync", "FULL", "synchronous level: FULL or NORMAL")
 	cacheKiB := flag.Int("cache", 0, "SQLite page cache per connection in KiB (0: the store's default)")
 	maxBatch := flag.Int("batch", 0, "records per transaction at most (0: the store's default)")
+	drop := flag.String("drop-indexes", "", "comma-separated indexes to drop before filling (to measure what each costs)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the fill to this file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -54,6 +57,11 @@ func run() error {
 		return fmt.Errorf("-db is required")
 	}
 	ctx := context.Background()
+	if *drop != "" {
+		if err := dropIndexes(ctx, *path, strings.Split(*drop, ",")); err != nil {
+			return err
+		}
+	}
 	s, err := store.Open(ctx, *path, store.Options{Sync: store.Sync(*syncLevel), CacheKiB: *cacheKiB, MaxBatch: *maxBatch})
 	if err != nil {
 		return err
@@ -225,6 +233,28 @@ func run() error {
 	p50, p99 = pct(lat)
 	fmt.Printf("dashboard Stats over 24h (hourly): p50 %s p99 %s (%d runs, %d messages each)\n", p50, p99, len(lat), msgs/int64(len(lat)))
 	return s.Close(ctx)
+}
+
+// dropIndexes creates the database and drops some of its indexes.
+func dropIndexes(ctx context.Context, path string, names []string) error {
+	s, err := store.Open(ctx, path, store.Options{})
+	if err != nil {
+		return err
+	}
+	if err := s.Close(ctx); err != nil {
+		return err
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	for _, n := range names {
+		if _, err := db.ExecContext(ctx, "DROP INDEX "+n); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func pct(d []time.Duration) (p50, p99 time.Duration) {
