@@ -41,6 +41,11 @@ func newIngestCmd(e *env) *cobra.Command {
 		flushAfter time.Duration
 		maxLine    int
 		progress   string
+		follow     bool
+		ckDir      string
+		flushEvery time.Duration
+		maxJournal int
+		poll       time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "ingest [flags] FILE...|-",
@@ -55,9 +60,12 @@ sm-mta, sendmail, smtpd) or, for other program names, the MTA whose message
 shape it certainly has; Exim's own mainlog and rejectlog (no syslog
 prefix) are recognised too. Lines no parser understands are counted per
 program and, with --unparsed, kept in a file. A summary goes to standard
-error.`,
+error.
+
+` + followGuarantee,
 		Example: `  smtplog ingest /var/log/mail.log.1.gz /var/log/mail.log --out -
-  smtplog ingest --mta postfix --unparsed unknown.txt - < mail.log > records.jsonl`,
+  smtplog ingest --mta postfix --unparsed unknown.txt - < mail.log > records.jsonl
+  smtplog ingest --follow /var/log/mail.log --checkpoint-dir /var/lib/smtplog/ingest --out /var/log/smtplog.jsonl`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := record.ParseFormat(format)
@@ -73,6 +81,16 @@ error.`,
 			if flushAfter < 0 {
 				return exitError{code: 2, msg: "--flush-after must not be negative"}
 			}
+			if follow {
+				if err := checkFollowable(args); err != nil {
+					return exitError{code: 2, msg: err.Error()}
+				}
+				if flushEvery <= 0 || poll <= 0 {
+					return exitError{code: 2, msg: "--flush-every and --poll-interval must be positive"}
+				}
+			} else if ckDir != "" {
+				return exitError{code: 2, msg: "--checkpoint-dir needs --follow"}
+			}
 			stdinUsed := false
 			for _, a := range args {
 				if a == "-" {
@@ -83,16 +101,24 @@ error.`,
 					continue
 				}
 				if _, err := os.Stat(a); err != nil {
+					if errors.Is(err, fs.ErrNotExist) && follow {
+						continue // followed like tail -F: read once it appears
+					}
 					if errors.Is(err, fs.ErrNotExist) {
 						return exitError{code: 1, msg: fmt.Sprintf("ingest: %s: no such file", a)}
 					}
 					return exitError{code: 1, msg: fmt.Sprintf("ingest: %v", err)}
 				}
 			}
-			return runIngest(cmd.Context(), e, ingestConfig{
+			c := ingestConfig{
 				dialects: dialects, mta: mta, files: args, outPath: outPath, format: f,
 				unparsed: unparsed, flushAfter: flushAfter, maxLine: maxLine, progress: progress,
-			})
+				checkpointDir: ckDir, flushEvery: flushEvery, maxJournal: maxJournal, poll: poll,
+			}
+			if follow {
+				return runFollow(cmd.Context(), e, c)
+			}
+			return runIngest(cmd.Context(), e, c)
 		},
 	}
 	fs := cmd.Flags()
@@ -103,6 +129,11 @@ error.`,
 	fs.DurationVar(&flushAfter, "flush-after", mtalog.DefaultFlushAfter, "emit a message as incomplete after this long (log time) without a line")
 	fs.IntVar(&maxLine, "max-line", mtalog.DefaultMaxLine, "longest log line kept whole, in bytes; longer lines are cut and counted")
 	fs.StringVar(&progress, "progress", "auto", "progress on standard error: auto (on a terminal), always, never")
+	fs.BoolVar(&follow, "follow", false, "follow the files like tail -F, across rotation (see above)")
+	fs.StringVar(&ckDir, "checkpoint-dir", "", "with --follow: keep a state file per FILE here, so a restart neither loses nor repeats a record")
+	fs.DurationVar(&flushEvery, "flush-every", time.Minute, "with --follow: how often (wall clock) to emit messages idle for --flush-after")
+	fs.IntVar(&maxJournal, "max-journal", 200000, "with --follow: lines kept for replay while a FILE's messages are never all complete")
+	fs.DurationVar(&poll, "poll-interval", 250*time.Millisecond, "with --follow: how often to look for new lines and rotation besides inotify")
 	return cmd
 }
 
@@ -125,6 +156,11 @@ type ingestConfig struct {
 	flushAfter time.Duration
 	maxLine    int
 	progress   string
+	// --follow
+	checkpointDir string
+	flushEvery    time.Duration
+	maxJournal    int
+	poll          time.Duration
 }
 
 func runIngest(ctx context.Context, e *env, c ingestConfig) (err error) {

@@ -4,13 +4,20 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/smtplog/smtplog/internal/mtalog"
+	"github.com/smtplog/smtplog/internal/record"
 )
 
 const fixtures = "../../testdata"
@@ -217,4 +224,274 @@ func TestIngestStdinAndGzip(t *testing.T) {
 	if code != 0 || got != want {
 		t.Errorf("gzip: exit %d (%s), records equal: %v", code, errOut, got == want)
 	}
+}
+
+// followWriter writes real Postfix lines to a log file the way a busy
+// syslog daemon and logrotate would: in chunks that split lines, rotating
+// now by rename (and writing to the renamed file a little longer) and now
+// by copytruncate. It returns every line it wrote, in order.
+type followWriter struct {
+	path   string
+	lines  []string
+	gens   int
+	rotate int // lines between rotations
+	// starting is held while a follower starts: a copytruncate rotation
+	// at the very moment the follower lists the files to read after its
+	// checkpoint can hide the copy from it (a limit of package follow);
+	// logrotate runs seldom, so the test keeps the two apart.
+	starting sync.Mutex
+}
+
+func newFollowWriter(t *testing.T, path string, rounds int) *followWriter {
+	t.Helper()
+	b, err := os.ReadFile(fixture("postfix/real-3.7.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	real := strings.Split(strings.TrimSpace(string(b)), "\n")
+	w := &followWriter{path: path, rotate: 120}
+	for r := 1; r <= rounds; r++ {
+		host := " mx" + strconv.Itoa(r) + " "
+		for i, l := range real {
+			// Each round is another host, so queue IDs do not repeat.
+			w.lines = append(w.lines, strings.Replace(l, " mx ", host, 1))
+			if i%97 == 0 {
+				w.lines = append(w.lines, "garbage "+strconv.Itoa(r)+"-"+strconv.Itoa(i)+" that no parser knows")
+			}
+		}
+	}
+	return w
+}
+
+// shift renames path.N to path.N+1, newest last, keeping every generation.
+func (w *followWriter) shift() error {
+	for k := w.gens; k >= 1; k-- {
+		if err := os.Rename(w.path+"."+strconv.Itoa(k), w.path+"."+strconv.Itoa(k+1)); err != nil {
+			return err
+		}
+	}
+	w.gens++
+	return nil
+}
+
+func (w *followWriter) run(ctx context.Context, pause time.Duration) error {
+	rng := rand.New(rand.NewPCG(1, 2))
+	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer func() { f.Close() }()
+	next, rotations := w.rotate, 0
+	for i := 0; i < len(w.lines); {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		n := 1 + rng.IntN(12)
+		chunk := strings.Join(w.lines[i:min(i+n, len(w.lines))], "\n") + "\n"
+		i = min(i+n, len(w.lines))
+		// Split the chunk in two writes, so the follower sees partial lines.
+		cut := rng.IntN(len(chunk))
+		if _, err := f.WriteString(chunk[:cut]); err != nil {
+			return err
+		}
+		time.Sleep(pause)
+		if _, err := f.WriteString(chunk[cut:]); err != nil {
+			return err
+		}
+		time.Sleep(pause)
+		if i < next || i == len(w.lines) {
+			continue
+		}
+		next += w.rotate
+		rotations++
+		if f, i, err = w.rotateOnce(f, i, rotations%2 == 1); err != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond) // slower than the poll interval, as logrotate is
+	}
+	return nil
+}
+
+// rotateOnce rotates by rename (the daemon writing a few more lines,
+// from i on, to the renamed file before it reopens the path) or by
+// copytruncate; it returns the file to write to and the next line.
+func (w *followWriter) rotateOnce(f *os.File, i int, rename bool) (*os.File, int, error) {
+	w.starting.Lock()
+	defer w.starting.Unlock()
+	if err := w.shift(); err != nil {
+		return f, i, err
+	}
+	if rename {
+		if err := os.Rename(w.path, w.path+".1"); err != nil {
+			return f, i, err
+		}
+		m := min(i+3, len(w.lines))
+		if _, err := f.WriteString(strings.Join(w.lines[i:m], "\n") + "\n"); err != nil {
+			return f, i, err
+		}
+		f.Close()
+		f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		return f, m, err
+	}
+	b, err := os.ReadFile(w.path)
+	if err != nil {
+		return f, i, err
+	}
+	if err := os.WriteFile(w.path+".1", b, 0o644); err != nil {
+		return f, i, err
+	}
+	return f, i, f.Truncate(0)
+}
+
+// expected runs the lines through one uninterrupted pipeline, without the
+// final flush (open messages stay open in a follower too), and returns the
+// records and unparsed lines.
+func (w *followWriter) expected(t *testing.T) ([]string, []string) {
+	t.Helper()
+	var recs []string
+	var un bytes.Buffer
+	p, err := mtalog.NewPipeline(mtalog.PipelineOptions{
+		Dialects: ingestDialects(), MTA: "auto", Unparsed: &un,
+		Handler: record.HandlerFunc(func(_ context.Context, r *record.Record) error {
+			b, err := record.MarshalJSONLine(r)
+			recs = append(recs, string(bytes.TrimSpace(b)))
+			return err
+		}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parse := mtalog.Parsers(ingestDialects())
+	now := time.Now()
+	for _, raw := range w.lines {
+		l, err := parse(raw, now)
+		if err != nil {
+			l = mtalog.Line{Raw: raw}
+		}
+		if err := p.Feed(context.Background(), l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return normalise(strings.Join(recs, "\n")), sortedLines(un.String())
+}
+
+// seqID drops the per-process counter from Postfix session IDs: a
+// restarted follower numbers sessions afresh.
+var seqID = regexp.MustCompile(`("session_id":"pf-[^"]*)-[0-9]+"`)
+
+func normalise(jsonl string) []string {
+	return sortedLines(seqID.ReplaceAllString(jsonl, `$1"`))
+}
+
+// checkFollowOutput compares the follower's output with one uninterrupted
+// pass: every record and every unparsed line exactly once.
+func checkFollowOutput(t *testing.T, w *followWriter, out, un string) {
+	t.Helper()
+	wantRecs, wantUn := w.expected(t)
+	gotB, _ := os.ReadFile(out)
+	unB, _ := os.ReadFile(un)
+	got, gotUn := normalise(string(gotB)), sortedLines(string(unB))
+	if !slices.Equal(got, wantRecs) {
+		t.Errorf("%d records, want %d (each once)", len(got), len(wantRecs))
+		seen := map[string]int{}
+		for _, g := range got {
+			seen[g]++
+		}
+		for _, r := range wantRecs {
+			seen[r]--
+		}
+		n := 0
+		for r, c := range seen {
+			if c != 0 && n < 5 {
+				t.Errorf("count off by %+d: %s", c, r)
+				n++
+			}
+		}
+	}
+	if !slices.Equal(gotUn, wantUn) {
+		t.Errorf("unparsed lines: got %d, want %d:\n%s", len(gotUn), len(wantUn), unB)
+	}
+	if len(wantRecs) < 100 || len(wantUn) < 10 {
+		t.Errorf("weak fixture: %d records, %d unparsed", len(wantRecs), len(wantUn))
+	}
+}
+
+// waitOpened waits (a while) until a follower's standard error says it
+// opened path itself, past the rotated files it had to finish first.
+func waitOpened(stderr func() string, path string) {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if strings.Contains(stderr(), ": opened "+path+"\n") || strings.Contains(stderr(), ": opened "+path+": ") {
+			return
+		}
+	}
+}
+
+func countLines(path string) int {
+	b, _ := os.ReadFile(path)
+	return bytes.Count(b, []byte("\n"))
+}
+
+func followArgs(dir string) []string {
+	return []string{"ingest", "--follow", "--progress", "never", "--checkpoint-dir", filepath.Join(dir, "state"),
+		"--out", filepath.Join(dir, "out.jsonl"), "--unparsed", filepath.Join(dir, "unparsed.txt"),
+		"--poll-interval", "20ms", "--flush-every", "50ms", filepath.Join(dir, "mail.log")}
+}
+
+// TestIngestFollowRestarts follows a file that is written, rotated by
+// rename and by copytruncate, while the follower is stopped (context
+// cancelled at random moments, in the middle of batches) and restarted
+// again and again.
+func TestIngestFollowRestarts(t *testing.T) {
+	dir := t.TempDir()
+	w := newFollowWriter(t, filepath.Join(dir, "mail.log"), 3)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	werr := make(chan error, 1)
+	go func() { werr <- w.run(ctx, 2*time.Millisecond) }()
+	wantN := len(w.mustExpected(t))
+	rng := rand.New(rand.NewPCG(3, 4))
+	restarts := 0
+	writerDone := false
+	for deadline := time.Now().Add(50 * time.Second); time.Now().Before(deadline); restarts++ {
+		var errb syncBuffer
+		e := &env{stdin: strings.NewReader(""), stdout: &syncBuffer{}, stderr: &errb, getenv: func(string) string { return "" }}
+		rctx, rcancel := context.WithCancel(ctx)
+		done := make(chan int, 1)
+		w.starting.Lock()
+		go func() { done <- run(rctx, e, followArgs(dir)) }()
+		// No rotation until the follower reads the path itself.
+		waitOpened(errb.String, filepath.Join(dir, "mail.log"))
+		w.starting.Unlock()
+		if writerDone {
+			// The last run: until everything is out.
+			for countLines(filepath.Join(dir, "out.jsonl")) < wantN && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+		} else {
+			time.Sleep(time.Duration(20+rng.IntN(200)) * time.Millisecond)
+		}
+		rcancel()
+		if code := <-done; code != 0 {
+			t.Fatalf("follower exited %d: %s", code, errb.String())
+		}
+		if writerDone {
+			t.Logf("last run: %s", errb.String())
+			break
+		}
+		select {
+		case err := <-werr:
+			if err != nil {
+				t.Fatal(err)
+			}
+			writerDone = true
+		default:
+		}
+	}
+	t.Logf("%d restarts, %d rotations", restarts, w.gens)
+	checkFollowOutput(t, w, filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "unparsed.txt"))
+}
+
+func (w *followWriter) mustExpected(t *testing.T) []string {
+	recs, _ := w.expected(t)
+	return recs
 }

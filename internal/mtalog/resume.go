@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,9 +46,10 @@ type Resumer struct {
 	skipRecs int64 // records still to hold back (replay)
 	skipUn   int64 // unparsed lines still to hold back
 	marks    []FlushMark
-	replayTo int64 // lines to replay: the state's Lines
-	replay   bool  // still replaying
-	fed      int64 // lines fed since From
+	replayTo int64       // lines to replay: the state's Lines
+	replay   bool        // still replaying
+	loaded   ResumeState // the state resumed from; what Commit returns while replaying
+	fed      int64       // lines fed since From
 	journal  []journalEntry
 	jbytes   int64
 	sinceRun int   // lines fed since the last emptiness check
@@ -116,6 +118,8 @@ func NewResumer(opt ResumeOptions, st ResumeState) (*Resumer, error) {
 	r := &Resumer{opt: opt, skipRecs: st.Records, skipUn: st.Unparsed, replayTo: st.Lines, replay: true}
 	r.state = ResumeState{From: st.From}
 	r.marks = append(r.marks, st.Flushes...)
+	r.loaded = st
+	r.loaded.Flushes = slices.Clone(st.Flushes)
 	po := opt.Pipeline
 	h := po.Handler
 	if h == nil {
@@ -244,15 +248,20 @@ func (r *Resumer) Commit(ctx context.Context, at json.RawMessage) (ResumeState, 
 	if err := r.catchUp(ctx); err != nil {
 		return ResumeState{}, err
 	}
-	if !r.replay {
-		overflow := len(r.journal) > r.opt.MaxLines || r.jbytes > r.opt.MaxBytes || len(r.state.Flushes) >= maxFlushMarks
-		if overflow {
-			r.cuts++
-		}
-		if overflow || (2*r.sinceRun >= len(r.journal) && r.empty(ctx)) {
-			r.state = ResumeState{From: append(json.RawMessage(nil), at...)}
-			r.journal, r.jbytes, r.fed = nil, 0, 0
-		}
+	if r.replay {
+		// Nothing new was let out: the state resumed from still describes
+		// the output (a smaller count would let the rest out again).
+		st := r.loaded
+		st.Flushes = slices.Clone(st.Flushes)
+		return st, nil
+	}
+	overflow := len(r.journal) > r.opt.MaxLines || r.jbytes > r.opt.MaxBytes || len(r.state.Flushes) >= maxFlushMarks
+	if overflow {
+		r.cuts++
+	}
+	if overflow || (2*r.sinceRun >= len(r.journal) && r.empty(ctx)) {
+		r.state = ResumeState{From: append(json.RawMessage(nil), at...)}
+		r.journal, r.jbytes, r.fed = nil, 0, 0
 	}
 	st := r.state
 	st.Lines = r.fed

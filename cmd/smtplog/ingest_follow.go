@@ -1,0 +1,485 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/smtplog/smtplog/internal/mtalog"
+	"github.com/smtplog/smtplog/internal/mtalog/follow"
+	"github.com/smtplog/smtplog/internal/record"
+)
+
+// followGuarantee is the --follow part of `smtplog ingest --help`.
+const followGuarantee = `With --follow, each FILE is followed like tail -F (across rename and
+copytruncate rotation) and read from its beginning on the first start.
+Messages that see no line for --flush-after are emitted as incomplete,
+checked every --flush-every of wall-clock time. With --checkpoint-dir,
+a state file per FILE records, after every batch of lines, where reading
+must resume and how much of --out and --unparsed was written by then; it
+is saved only after that batch's records and unparsed lines were written
+and synced. A restart (after a stop, a crash or kill -9) first cuts --out
+and --unparsed back to what the newest state file says was written, then
+resumes each FILE where its messages were last all complete, replays the
+lines since then into fresh correlators and holds back the records and
+unparsed lines already written: every record and every unparsed line is
+written exactly once, and messages open at the stop come out whole. Limits:
+with --out - (standard output) the output cannot be cut back, so a crash
+can repeat the records of the one batch in flight; a FILE whose messages
+are never all complete for --max-journal lines is cut there (counted), and
+a message open across such a cut can come out as two incomplete records
+after a restart; lines lost by rotation itself (copytruncate's window,
+rotated files compressed before they were read) are reported, not
+recovered. Use one --checkpoint-dir per output.`
+
+// followState is the state file of one followed FILE.
+type followState struct {
+	Path     string             `json:"path"`
+	Output   int64              `json:"output"`   // bytes of --out written when saved
+	Unparsed int64              `json:"unparsed"` // bytes of --unparsed written when saved
+	Resume   mtalog.ResumeState `json:"resume"`
+}
+
+// stateName names the state file of path: readable, and unique by the
+// absolute path.
+func stateName(path string) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	h := sha256.Sum256([]byte(abs))
+	base := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, filepath.Base(path))
+	return base + "-" + hex.EncodeToString(h[:6]) + ".json"
+}
+
+// writeFileAtomic replaces path with b: a temporary file in the same
+// directory, synced, renamed over path, and the directory synced. A crash
+// leaves the old or the new content, never a torn one.
+func writeFileAtomic(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, ".state-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// countingFile is an output file and the bytes it holds.
+type countingFile struct {
+	f    *os.File
+	size int64
+}
+
+func (c *countingFile) Write(b []byte) (int, error) {
+	n, err := c.f.Write(b)
+	c.size += int64(n)
+	return n, err
+}
+
+// openCommitted opens path for appending after cutting it back to keep
+// bytes (when it is longer: the writes of a batch whose state was never
+// saved). keep < 0 keeps it whole.
+func openCommitted(path string, keep int64) (*countingFile, int64, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	size, cut := st.Size(), int64(0)
+	if keep >= 0 && size > keep {
+		if err := f.Truncate(keep); err != nil {
+			f.Close()
+			return nil, 0, err
+		}
+		cut, size = size-keep, keep
+	}
+	if _, err := f.Seek(size, io.SeekStart); err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return &countingFile{f: f, size: size}, cut, nil
+}
+
+// followRun is one `ingest --follow`: the followed files share one output;
+// a mutex serialises their batches and the idle flushes, so that every
+// state file describes the output as it was when it was saved.
+type followRun struct {
+	c       ingestConfig
+	mu      sync.Mutex
+	out     *countingFile // nil for standard output
+	bw      *bufio.Writer
+	w       *record.Writer
+	un      *countingFile
+	unw     *bufio.Writer
+	sources []*followSource
+}
+
+type followSource struct {
+	path    string
+	state   string // state file, "" without --checkpoint-dir
+	from    json.RawMessage
+	res     *mtalog.Resumer
+	parse   mtalog.LineParser
+	lastT   time.Time
+	lastAt  json.RawMessage // position after the last line fed
+	started bool
+	f       *follow.Follower
+}
+
+func runFollow(ctx context.Context, e *env, c ingestConfig) (err error) {
+	r := &followRun{c: c}
+	states := map[string]followState{}
+	keepOut, keepUn := int64(-1), int64(-1)
+	if c.checkpointDir != "" {
+		if err := os.MkdirAll(c.checkpointDir, 0o750); err != nil {
+			return exitError{code: 1, msg: fmt.Sprintf("ingest: %v", err)}
+		}
+		// Every state file of the directory counts: the newest one says
+		// how much of the output was written by a saved batch.
+		names, err := filepath.Glob(filepath.Join(c.checkpointDir, "*.json"))
+		if err != nil {
+			return exitError{code: 1, msg: fmt.Sprintf("ingest: %v", err)}
+		}
+		for _, n := range names {
+			b, err := os.ReadFile(n)
+			if err != nil {
+				return exitError{code: 1, msg: fmt.Sprintf("ingest: %v", err)}
+			}
+			var st followState
+			if err := json.Unmarshal(b, &st); err != nil {
+				return exitError{code: 1, msg: fmt.Sprintf("ingest: state file %s: %v", n, err)}
+			}
+			states[filepath.Base(n)] = st
+			keepOut, keepUn = max(keepOut, st.Output), max(keepUn, st.Unparsed)
+		}
+	}
+	var out io.Writer = e.stdout
+	if c.outPath != "-" && c.outPath != "" {
+		f, cut, err := openCommitted(c.outPath, keepOut)
+		if err != nil {
+			return exitError{code: 1, msg: fmt.Sprintf("ingest: %v", err)}
+		}
+		defer f.f.Close()
+		if cut > 0 {
+			fmt.Fprintf(e.stderr, "smtplog ingest: %s: cut %d bytes written after the last saved state\n", c.outPath, cut)
+		}
+		r.out, out = f, f
+	}
+	r.bw = bufio.NewWriterSize(out, 256<<10)
+	r.w = record.NewWriter(r.bw, c.format)
+	if c.unparsed != "" {
+		f, _, err := openCommitted(c.unparsed, keepUn)
+		if err != nil {
+			return exitError{code: 1, msg: fmt.Sprintf("ingest: %v", err)}
+		}
+		defer f.f.Close()
+		r.un, r.unw = f, bufio.NewWriterSize(f, 64<<10)
+	}
+
+	parse := mtalog.Parsers(c.dialects)
+	if d, ok := findDialect(c.dialects, c.mta); ok {
+		parse = mtalog.Parsers([]mtalog.Dialect{d})
+	}
+	for _, path := range c.files {
+		s := &followSource{path: path, parse: parse}
+		var st followState
+		if c.checkpointDir != "" {
+			name := stateName(path)
+			s.state = filepath.Join(c.checkpointDir, name)
+			st = states[name]
+		}
+		s.from = st.Resume.From
+		po := mtalog.PipelineOptions{
+			Dialects: c.dialects, MTA: c.mta, FlushAfter: c.flushAfter,
+			Handler: record.HandlerFunc(func(_ context.Context, rec *record.Record) error { return r.w.Write(rec) }),
+		}
+		if r.unw != nil {
+			po.Unparsed = r.unw
+		}
+		res, err := mtalog.NewResumer(mtalog.ResumeOptions{Pipeline: po, MaxLines: c.maxJournal}, st.Resume)
+		if err != nil {
+			return exitError{code: 2, msg: err.Error()}
+		}
+		s.res = res
+		load := func(context.Context) (follow.Checkpoint, bool, error) {
+			if len(s.from) == 0 {
+				return follow.Checkpoint{}, false, nil
+			}
+			var ck follow.Checkpoint
+			if err := json.Unmarshal(s.from, &ck); err != nil {
+				return ck, false, fmt.Errorf("state file %s: %w", s.state, err)
+			}
+			return ck, true, nil
+		}
+		f, err := follow.New(follow.Config{
+			Path: path, Checkpointer: follow.NopSave(load), MaxLineBytes: c.maxLine, PollInterval: c.poll,
+			OnEvent: func(ev follow.Event) {
+				// Rotation is rare: every event is worth a line.
+				fmt.Fprintf(e.stderr, "smtplog ingest: %s: %s %s", path, ev.Kind, ev.File)
+				if ev.Detail != "" {
+					fmt.Fprintf(e.stderr, ": %s", ev.Detail)
+				}
+				fmt.Fprintln(e.stderr)
+			},
+		}, func(ctx context.Context, b follow.Batch) error { return r.batch(ctx, s, b) })
+		if err != nil {
+			return exitError{code: 2, msg: err.Error()}
+		}
+		s.f = f
+		r.sources = append(r.sources, s)
+		// A state file from the start, so that a crash in the first batch
+		// is cut back too.
+		if c.checkpointDir != "" && len(st.Path) == 0 {
+			if err := r.save(s, st.Resume); err != nil {
+				return exitError{code: 1, msg: fmt.Sprintf("ingest: %v", err)}
+			}
+		}
+	}
+
+	var g group
+	gctx := g.start(ctx)
+	for _, s := range r.sources {
+		g.run(func() error { return s.f.Run(gctx) })
+	}
+	g.run(func() error { return r.idleFlusher(gctx) })
+	runErr := g.wait()
+	if errors.Is(runErr, context.Canceled) && ctx.Err() != nil {
+		runErr = nil // stopped: every saved state is consistent
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ferr := r.flushOutputs(); ferr != nil && runErr == nil {
+		runErr = ferr
+	}
+	for _, s := range r.sources {
+		rs := s.res.ResumeStats()
+		fst := s.f.Stats()
+		fmt.Fprintf(e.stderr, "smtplog ingest: %s: %s; %d rotations, %d truncations, %d possible losses; %d records held back in replay, %d journal cuts, %d replay mismatches\n",
+			s.path, s.res.Stats().Summary(), fst.Rotations, fst.Truncations, fst.PossibleLoss, rs.Held, rs.Cuts, rs.Mismatch)
+	}
+	if runErr != nil {
+		return exitError{code: 1, msg: fmt.Sprintf("ingest: %v", runErr)}
+	}
+	return nil
+}
+
+// batch feeds one batch of a followed file and commits it: the records
+// are written and synced before the state that covers them is saved.
+func (r *followRun) batch(ctx context.Context, s *followSource, b follow.Batch) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	if !s.started && len(b.Lines) > 0 {
+		s.started = true
+		// The first line of a first start: remember the file by identity,
+		// so that a restart finds it even after it was rotated away.
+		if first := b.Lines[0]; first.Offset == 0 && first.File == s.path {
+			at, err := json.Marshal(follow.Checkpoint{Path: s.path, Dev: b.Checkpoint.Dev, Ino: b.Checkpoint.Ino})
+			if err != nil {
+				return err
+			}
+			s.res.SetStart(at)
+		}
+	}
+	for _, fl := range b.Lines {
+		l, err := s.parse(fl.Text, now)
+		if err != nil {
+			l = mtalog.Line{Raw: fl.Text, Time: s.lastT}
+		} else if l.Time.IsZero() {
+			l.Time = s.lastT
+		} else {
+			s.lastT = l.Time
+		}
+		l.Origin = s.path
+		l.Truncated = fl.Truncated
+		if err := s.res.Feed(ctx, l); err != nil {
+			return err
+		}
+	}
+	at, err := json.Marshal(b.Checkpoint)
+	if err != nil {
+		return err
+	}
+	s.lastAt = at
+	return r.commit(ctx, s)
+}
+
+// commit writes out what s let out and saves its state.
+func (r *followRun) commit(ctx context.Context, s *followSource) error {
+	if err := r.flushOutputs(); err != nil {
+		return err
+	}
+	if r.c.checkpointDir != "" {
+		if r.out != nil {
+			if err := r.out.f.Sync(); err != nil {
+				return fmt.Errorf("sync %s: %w", r.c.outPath, err)
+			}
+		}
+		if r.un != nil {
+			if err := r.un.f.Sync(); err != nil {
+				return fmt.Errorf("sync %s: %w", r.c.unparsed, err)
+			}
+		}
+	}
+	st, err := s.res.Commit(context.WithoutCancel(ctx), s.lastAt)
+	if err != nil {
+		return err
+	}
+	return r.save(s, st)
+}
+
+func (r *followRun) flushOutputs() error {
+	if err := r.bw.Flush(); err != nil {
+		return fmt.Errorf("write records: %w", err)
+	}
+	if r.unw != nil {
+		if err := r.unw.Flush(); err != nil {
+			return fmt.Errorf("write unparsed lines: %w", err)
+		}
+	}
+	return nil
+}
+
+func (r *followRun) save(s *followSource, st mtalog.ResumeState) error {
+	if s.state == "" {
+		return nil
+	}
+	fs := followState{Path: s.path, Resume: st}
+	if r.out != nil {
+		fs.Output = r.out.size
+	}
+	if r.un != nil {
+		fs.Unparsed = r.un.size
+	}
+	b, err := json.Marshal(fs)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(s.state, append(b, '\n')); err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	return nil
+}
+
+// idleFlusher emits, every --flush-every of wall-clock time, the messages
+// that have seen no line for --flush-after: log time stands still when an
+// MTA is quiet.
+func (r *followRun) idleFlusher(ctx context.Context) error {
+	t := time.NewTicker(r.c.flushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case now := <-t.C:
+			if err := r.flushIdle(ctx, now.Add(-r.c.flushAfter)); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (r *followRun) flushIdle(ctx context.Context, before time.Time) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.sources {
+		if s.lastAt == nil {
+			continue // nothing fed yet
+		}
+		if err := s.res.FlushIdle(ctx, before); err != nil {
+			return err
+		}
+		if err := r.commit(ctx, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// group runs goroutines until the first fails or the parent context ends,
+// then cancels the rest and waits for them (errgroup's shape).
+type group struct {
+	wg     sync.WaitGroup
+	cancel context.CancelFunc
+	once   sync.Once
+	err    error
+}
+
+func (g *group) start(ctx context.Context) context.Context {
+	ctx, g.cancel = context.WithCancel(ctx)
+	return ctx
+}
+
+func (g *group) run(f func() error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := f(); err != nil {
+			g.once.Do(func() {
+				g.err = err
+				g.cancel()
+			})
+		}
+	}()
+}
+
+func (g *group) wait() error {
+	g.wg.Wait()
+	g.cancel()
+	return g.err
+}
+
+// checkFollowable rejects inputs --follow cannot follow.
+func checkFollowable(args []string) error {
+	for _, a := range args {
+		if a == "-" {
+			return errors.New("--follow follows files; standard input (-) cannot be followed")
+		}
+		if st, err := os.Stat(a); err == nil && !st.Mode().IsRegular() {
+			return fmt.Errorf("--follow: %s is not a regular file", a)
+		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
