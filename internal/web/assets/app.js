@@ -134,8 +134,7 @@
   }
 
   function legend(keys) {
-    return el('div', { class: 'legend' }, keys.map(k =>
-      el('span', {}, Object.assign(el('span', { class: 'sw' }), {}), k)));
+    return el('div', { class: 'legend' }, keys.map(k => el('span', {}, el('span', { class: 'sw' }), k)));
   }
   // Legend swatches are coloured through CSSOM (allowed by the CSP).
   function colourLegend(box, keys) {
@@ -149,7 +148,7 @@
     opts = opts || {};
     const fmt = opts.format || fmtNum;
     if (!items.length) return el('p', { class: 'empty' }, 'No data in this range.');
-    const W = 440, rowH = 22, L = opts.labelWidth || 190, R = 64;
+    const W = 360, rowH = 22, L = opts.labelWidth || 170, R = 60;
     const H = items.length * rowH + 4;
     const max = Math.max(1e-9, ...items.map(i => i.value));
     const g = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': opts.label || 'bar chart', class: 'hbars' });
@@ -175,7 +174,7 @@
   // donut draws [{label, value, color}] as a ring with its first share in the middle.
   function donut(items, centre) {
     const total = items.reduce((a, i) => a + i.value, 0);
-    const g = svg('svg', { viewBox: '0 0 220 160', role: 'img', 'aria-label': 'share chart', class: 'donut' });
+    const g = svg('svg', { viewBox: '0 0 300 160', role: 'img', 'aria-label': 'share chart', class: 'donut' });
     const cx = 80, cy = 80, r = 60, w = 22;
     if (!total) {
       g.appendChild(svg('circle', { cx, cy, r, fill: 'none', stroke: '#e5e7eb', 'stroke-width': w }));
@@ -194,8 +193,8 @@
     }
     g.appendChild(svg('text', { x: cx, y: cy + 6, 'text-anchor': 'middle', 'font-size': 18, 'font-weight': 600 }, centre));
     items.forEach((it, i) => {
-      g.appendChild(svg('rect', { x: 160, y: 50 + i * 22, width: 10, height: 10, fill: it.color }));
-      g.appendChild(svg('text', { x: 175, y: 59 + i * 22 }, `${it.label} ${fmtNum(it.value)}`));
+      g.appendChild(svg('rect', { x: 165, y: 58 + i * 22, width: 10, height: 10, fill: it.color }));
+      g.appendChild(svg('text', { x: 180, y: 67 + i * 22 }, `${it.label}: ${fmtNum(it.value)}`));
     });
     return g;
   }
@@ -232,7 +231,8 @@
       kpi('reject rate', fmtPct(s.rates.reject), 'reject'),
       kpi('TLS', fmtPct(s.tls.ratio), 'tls'),
       kpi('auth failures', fmtNum(s.auth.failures), 'auth'),
-      kpi('latency p50 / p99', fmtMs(s.latency_ms.p50) + ' / ' + fmtMs(s.latency_ms.p99), 'latency')));
+      kpi('latency p50', fmtMs(s.latency_ms.p50), 'latency-p50'),
+      kpi('latency p99', fmtMs(s.latency_ms.p99), 'latency-p99')));
 
     const keys = s.statuses || STATUSES;
     const over = el('section', { class: 'panel wide', id: 'chart-volume' }, el('h2', {}, 'Messages over time by status'),
