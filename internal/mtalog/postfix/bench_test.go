@@ -15,24 +15,33 @@ import (
 )
 
 // bigLog replays the real Postfix fixture n times with fresh queue IDs and
-// pids, so every copy is its own set of messages and sessions.
-func bigLog(tb testing.TB, n int) []byte {
+// pids, so every copy is its own set of messages and sessions; with advance
+// the copies follow one another in time (see Replay).
+func bigLog(tb testing.TB, n int, advance bool) []byte {
 	tb.Helper()
 	data, err := os.ReadFile(filepath.Join(fixtures, "real-3.7.log"))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := postfix.Replay(&out, data, n); err != nil {
+	if err := postfix.Replay(&out, data, n, advance); err != nil {
 		tb.Fatal(err)
 	}
 	return out.Bytes()
 }
 
 // BenchmarkIngest measures the prefix parser, the Postfix parser and the
-// correlator together, with JSON encoding of the records to io.Discard.
-func BenchmarkIngest(b *testing.B) {
-	data := bigLog(b, 500)
+// correlator together, with JSON encoding of the records to io.Discard, on
+// copies of the fixture that all keep its times.
+func BenchmarkIngest(b *testing.B) { benchIngest(b, false) }
+
+// BenchmarkIngestAdvancing is BenchmarkIngest on copies that follow one
+// another in time, as a continuous log does: idle scans and link windows
+// run as they would on a real log.
+func BenchmarkIngestAdvancing(b *testing.B) { benchIngest(b, true) }
+
+func benchIngest(b *testing.B, advance bool) {
+	data := bigLog(b, 500, advance)
 	lines := bytes.Count(data, []byte("\n"))
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
@@ -55,7 +64,7 @@ func BenchmarkIngest(b *testing.B) {
 
 // BenchmarkParse is the pure parsers alone: prefix and Postfix message.
 func BenchmarkParse(b *testing.B) {
-	data := bigLog(b, 50)
+	data := bigLog(b, 50, false)
 	raws := bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
 	strs := make([]string, len(raws))
 	for i, r := range raws {

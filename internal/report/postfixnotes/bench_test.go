@@ -14,15 +14,15 @@ import (
 )
 
 // BenchmarkReport is `smtplog report` without the files: the real Postfix
-// fixture replayed 500 times (postfix.Replay), through the pipeline into
-// an Aggregator, then the Report.
+// fixture replayed 500 times as a continuous log (postfix.Replay), through
+// the pipeline into an Aggregator, then the Report.
 func BenchmarkReport(b *testing.B) {
 	data, err := os.ReadFile("../../../testdata/postfix/real-3.7.log")
 	if err != nil {
 		b.Fatal(err)
 	}
 	var big bytes.Buffer
-	if err := postfix.Replay(&big, data, 500); err != nil {
+	if err := postfix.Replay(&big, data, 500, true); err != nil {
 		b.Fatal(err)
 	}
 	lines := bytes.Count(big.Bytes(), []byte("\n"))
