@@ -6,6 +6,8 @@ import (
 	"context"
 	"math/rand/v2"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -13,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -437,58 +440,146 @@ func followArgs(dir string) []string {
 		"--poll-interval", "20ms", "--flush-every", "50ms", filepath.Join(dir, "mail.log")}
 }
 
-// TestIngestFollowRestarts follows a file that is written, rotated by
-// rename and by copytruncate, while the follower is stopped (context
-// cancelled at random moments, in the middle of batches) and restarted
-// again and again.
-func TestIngestFollowRestarts(t *testing.T) {
+// follower is one run of `smtplog ingest --follow`, in-process or a child
+// process.
+type follower interface {
+	stderr() string
+	// stop ends it: abruptly (kill) or with a clean stop; it returns the
+	// exit status.
+	stop(kill bool) int
+}
+
+// followChaos writes, rotates and restarts: it starts followers one after
+// the other, stopping each (abruptly when kill) after a random while, until
+// the writer is done; the last one runs until every record is out. Then
+// the output must be that of one uninterrupted pass.
+func followChaos(t *testing.T, kill bool, start func(dir string) follower) {
 	dir := t.TempDir()
 	w := newFollowWriter(t, filepath.Join(dir, "mail.log"), 3)
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
 	werr := make(chan error, 1)
 	go func() { werr <- w.run(ctx, 2*time.Millisecond) }()
+	defer func() { cancel(); <-werr }()
 	wantN := len(w.mustExpected(t))
 	rng := rand.New(rand.NewPCG(3, 4))
 	restarts := 0
 	writerDone := false
-	for deadline := time.Now().Add(50 * time.Second); time.Now().Before(deadline); restarts++ {
-		var errb syncBuffer
-		e := &env{stdin: strings.NewReader(""), stdout: &syncBuffer{}, stderr: &errb, getenv: func(string) string { return "" }}
-		rctx, rcancel := context.WithCancel(ctx)
-		done := make(chan int, 1)
+	for deadline := time.Now().Add(80 * time.Second); time.Now().Before(deadline); restarts++ {
 		w.starting.Lock()
-		go func() { done <- run(rctx, e, followArgs(dir)) }()
+		f := start(dir)
 		// No rotation until the follower reads the path itself.
-		waitOpened(errb.String, filepath.Join(dir, "mail.log"))
+		waitOpened(f.stderr, filepath.Join(dir, "mail.log"))
 		w.starting.Unlock()
 		if writerDone {
-			// The last run: until everything is out.
+			// The last run: until everything is out, then a clean stop.
 			for countLines(filepath.Join(dir, "out.jsonl")) < wantN && time.Now().Before(deadline) {
 				time.Sleep(20 * time.Millisecond)
 			}
-		} else {
-			time.Sleep(time.Duration(20+rng.IntN(200)) * time.Millisecond)
-		}
-		rcancel()
-		if code := <-done; code != 0 {
-			t.Fatalf("follower exited %d: %s", code, errb.String())
-		}
-		if writerDone {
-			t.Logf("last run: %s", errb.String())
+			if code := f.stop(false); code != 0 {
+				t.Fatalf("follower exited %d: %s", code, f.stderr())
+			}
+			t.Logf("last run: %s", f.stderr())
 			break
+		}
+		time.Sleep(time.Duration(20+rng.IntN(200)) * time.Millisecond)
+		if code := f.stop(kill); code != 0 && !kill {
+			t.Fatalf("follower exited %d: %s", code, f.stderr())
 		}
 		select {
 		case err := <-werr:
 			if err != nil {
 				t.Fatal(err)
 			}
+			werr <- nil // for the deferred wait
 			writerDone = true
 		default:
 		}
 	}
 	t.Logf("%d restarts, %d rotations", restarts, w.gens)
 	checkFollowOutput(t, w, filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "unparsed.txt"))
+}
+
+// inProcess runs the follower in this process; stopping it cancels its
+// context at whatever point it is, in the middle of a batch too.
+type inProcess struct {
+	errb   syncBuffer
+	cancel context.CancelFunc
+	done   chan int
+}
+
+func (p *inProcess) stderr() string { return p.errb.String() }
+
+func (p *inProcess) stop(bool) int {
+	p.cancel()
+	return <-p.done
+}
+
+// TestIngestFollowRestarts follows a file that is written, rotated by
+// rename and by copytruncate, while the follower is stopped (context
+// cancelled at random moments) and restarted again and again.
+func TestIngestFollowRestarts(t *testing.T) {
+	followChaos(t, false, func(dir string) follower {
+		p := &inProcess{done: make(chan int, 1)}
+		e := &env{stdin: strings.NewReader(""), stdout: &syncBuffer{}, stderr: &p.errb, getenv: func(string) string { return "" }}
+		ctx, cancel := context.WithCancel(t.Context())
+		p.cancel = cancel
+		go func() { p.done <- run(ctx, e, followArgs(dir)) }()
+		return p
+	})
+}
+
+// child is the follower as a process of its own: this test binary run as
+// `smtplog ingest --follow` (TestIngestFollowChild).
+type child struct {
+	cmd  *exec.Cmd
+	errb syncBuffer
+}
+
+func (c *child) stderr() string { return c.errb.String() }
+
+func (c *child) stop(kill bool) int {
+	sig := syscall.SIGTERM
+	if kill {
+		sig = syscall.SIGKILL
+	}
+	c.cmd.Process.Signal(sig) // this child only
+	c.cmd.Wait()
+	return c.cmd.ProcessState.ExitCode()
+}
+
+// TestIngestFollowChild is `smtplog ingest --follow` for
+// TestIngestFollowKill9; it runs only when re-executed by it.
+func TestIngestFollowChild(t *testing.T) {
+	dir := os.Getenv("SMTPLOG_TEST_FOLLOW_DIR")
+	if dir == "" {
+		t.Skip("helper process for TestIngestFollowKill9")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	e := &env{stdin: strings.NewReader(""), stdout: os.Stdout, stderr: os.Stderr, getenv: func(string) string { return "" }}
+	if code := run(ctx, e, followArgs(dir)); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+}
+
+// TestIngestFollowKill9 is TestIngestFollowRestarts with a real process
+// killed with SIGKILL at random moments: no clean stop, whatever it was
+// writing is cut where it was.
+func TestIngestFollowKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	followChaos(t, true, func(dir string) follower {
+		c := &child{}
+		c.cmd = exec.Command(os.Args[0], "-test.run=^TestIngestFollowChild$", "-test.count=1")
+		c.cmd.Env = append(os.Environ(), "SMTPLOG_TEST_FOLLOW_DIR="+dir)
+		c.cmd.Stderr = &c.errb
+		if err := c.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	})
 }
 
 func (w *followWriter) mustExpected(t *testing.T) []string {
