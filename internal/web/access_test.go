@@ -3,7 +3,6 @@ package web
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -362,7 +361,6 @@ func TestServerExposed(t *testing.T) {
 	if err := <-done; !errors.Is(err, http.ErrServerClosed) {
 		t.Errorf("Serve: %v", err)
 	}
-	_ = tls.VersionTLS13
 }
 
 func TestServerRun(t *testing.T) {

@@ -233,15 +233,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	role := RoleAdmin
 	if !open && !(r.URL.Path == "/api/health" && (r.Method == http.MethodGet || r.Method == http.MethodHead)) {
-		var who string
 		var err error
-		role, who, err = h.cfg.Auth.Check(r)
+		role, _, err = h.cfg.Auth.Check(r)
 		if err != nil {
 			hdr.Set("WWW-Authenticate", h.cfg.Auth.challenge())
 			writeError(w, http.StatusUnauthorized, "wrong or missing credentials: use HTTP basic auth or an Authorization: Bearer token")
 			return
 		}
-		_ = who
 	}
 	safe := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions
 	if !safe && role < RoleAdmin {
