@@ -21,6 +21,7 @@ import (
 
 	"github.com/smtplog/smtplog/internal/mtalog"
 	"github.com/smtplog/smtplog/internal/record"
+	"github.com/smtplog/smtplog/internal/testenv"
 )
 
 const fixtures = "../../testdata"
@@ -585,4 +586,174 @@ func TestIngestFollowKill9(t *testing.T) {
 func (w *followWriter) mustExpected(t *testing.T) []string {
 	recs, _ := w.expected(t)
 	return recs
+}
+
+// startServeMTA runs `smtplog serve` in-process with MTA inputs until the
+// test ends (or stop is called) and returns its record output and
+// standard error.
+func startServeMTA(t *testing.T, args ...string) (out, errb *syncBuffer, stop func()) {
+	t.Helper()
+	addr := testenv.FreeAddr(t)
+	out, errb = &syncBuffer{}, &syncBuffer{}
+	e := &env{stdin: strings.NewReader(""), stdout: out, stderr: errb, getenv: func(string) string { return "" }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, e, append([]string{"serve", "--smtp", addr, "--hostname", "capture.test", "--flush-every", "100ms"}, args...))
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case code := <-done:
+				if code != 0 {
+					t.Errorf("serve exited %d: %s", code, errb.String())
+				}
+			case <-time.After(15 * time.Second):
+				t.Error("serve did not stop")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return out, errb, stop
+}
+
+// waitStderr waits for a pattern in serve's operator log and returns its
+// first submatch.
+func waitStderr(t *testing.T, errb *syncBuffer, re *regexp.Regexp) string {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if m := re.FindStringSubmatch(errb.String()); m != nil {
+			return m[len(m)-1]
+		}
+	}
+	t.Fatalf("serve never logged %s:\n%s", re, errb.String())
+	return ""
+}
+
+// completeQueueIDs returns the queue IDs of the message records one batch
+// ingest of data gives without its final flush: those complete by the
+// end of data.
+func completeQueueIDs(t *testing.T, data string) []string {
+	t.Helper()
+	var ids []string
+	p, err := mtalog.NewPipeline(mtalog.PipelineOptions{Dialects: ingestDialects(),
+		Handler: record.HandlerFunc(func(_ context.Context, r *record.Record) error {
+			if r.Type == record.TypeMessage && r.QueueID != "" {
+				ids = append(ids, r.QueueID)
+			}
+			return nil
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range strings.Split(strings.TrimSpace(data), "\n") {
+		l, _ := mtalog.ParseLine(raw, time.Now())
+		p.Feed(context.Background(), l)
+	}
+	return ids
+}
+
+// sendWithLogger sends syslog lines with util-linux logger, one logger run
+// per run of lines from the same program and process, keeping Postfix's
+// program names and PIDs.
+func sendWithLogger(t *testing.T, logger string, lines []string, args ...string) {
+	t.Helper()
+	for i := 0; i < len(lines); {
+		l, err := mtalog.ParseLine(lines[i], time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var msgs []string
+		for ; i < len(lines); i++ {
+			m, _ := mtalog.ParseLine(lines[i], time.Now())
+			if m.Program != l.Program || m.PID != l.PID {
+				break
+			}
+			msgs = append(msgs, m.Message)
+		}
+		cmd := exec.Command(logger, append(args, "-t", l.Program, "--id="+strconv.Itoa(l.PID))...)
+		cmd.Stdin = strings.NewReader(strings.Join(msgs, "\n") + "\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("logger: %v\n%s", err, out)
+		}
+	}
+}
+
+// TestServeSyslogLogger: serve receives real Postfix lines from util-linux
+// logger over UDP (RFC 3164) and TCP (RFC 5424, octet counting) and
+// writes their message records with the SMTP records.
+func TestServeSyslogLogger(t *testing.T) {
+	logger := testenv.NeedBinary(t, "logger")
+	b, err := os.ReadFile(fixture("postfix/real-3.7.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	ids := completeQueueIDs(t, strings.Join(lines, "\n"))
+	if len(ids) < 5 {
+		t.Fatalf("only %d complete messages in the lines", len(ids))
+	}
+	for _, tc := range []struct {
+		url  string
+		args []string
+	}{
+		{"udp://127.0.0.1:0", []string{"--udp", "--rfc3164"}},
+		{"tcp://127.0.0.1:0", []string{"--tcp", "--rfc5424", "--octet-count"}},
+	} {
+		t.Run(tc.url[:3], func(t *testing.T) {
+			out, errb, stop := startServeMTA(t, "--syslog", tc.url)
+			addr := waitStderr(t, errb, regexp.MustCompile(`syslog listening" syslog=`+tc.url[:3]+`://(127\.0\.0\.1:[0-9]+)`))
+			host, port, _ := strings.Cut(addr, ":")
+			sendWithLogger(t, logger, lines, append(tc.args, "-n", host, "-P", port)...)
+			for _, id := range ids {
+				waitFor(t, out, `"queue_id":"`+id+`"`)
+			}
+			stop()
+			got := out.String()
+			if !strings.Contains(got, `"type":"message","timestamp"`) || !strings.Contains(got, `"source":"postfix"`) {
+				t.Errorf("no postfix message records:\n%s", got)
+			}
+			if !strings.Contains(errb.String(), "mta input stopped") {
+				t.Errorf("no input summary at stop:\n%s", errb.String())
+			}
+		})
+	}
+}
+
+// TestServeIngestGrowingFile: serve --ingest follows a file that is being
+// written; its records come out while serve runs, and the messages still
+// open come out (flagged incomplete) when it stops.
+func TestServeIngestGrowingFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mail.log")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errb, stop := startServeMTA(t, "--ingest", path)
+	waitStderr(t, errb, regexp.MustCompile(`(ingest opened)`))
+	b, err := os.ReadFile(fixture("postfix/real-3.7.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	lines := strings.SplitAfter(string(b), "\n")
+	for i := 0; i < len(lines); i += 25 {
+		if _, err := f.WriteString(strings.Join(lines[i:min(i+25, len(lines))], "")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, id := range completeQueueIDs(t, string(b)) {
+		waitFor(t, out, `"queue_id":"`+id+`"`)
+	}
+	stop()
+	_, want, _ := runIngestCLI(t, "", path)
+	if got := normalise(out.String()); !slices.Equal(got, normalise(want)) {
+		t.Errorf("serve --ingest gave %d records, smtplog ingest %d", len(got), len(normalise(want)))
+	}
 }

@@ -1,9 +1,15 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
 	"github.com/spf13/cobra"
 
 	"github.com/smtplog/smtplog/internal/capture"
+	"github.com/smtplog/smtplog/internal/mtalog"
 	"github.com/smtplog/smtplog/internal/record"
 	"github.com/smtplog/smtplog/internal/smtpd"
 )
@@ -18,6 +24,11 @@ func newServeCmd(e *env) *cobra.Command {
 		logLevel string
 		sf       smtpFlags
 		of       outputFlags
+		ingest   []string
+		syslogs  []string
+		mta      string
+		flushAft time.Duration
+		flushEv  time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -25,14 +36,36 @@ func newServeCmd(e *env) *cobra.Command {
 		Long: `Run smtplog's SMTP server on its defaults: SMTP on 127.0.0.1:2525 in capture
 mode (every message is accepted, nothing leaves the machine) or, with
 --upstream, as the logging relay. One record per message and per session
-goes to --log-file.`,
+goes to --log-file.
+
+With --ingest FILE (repeatable) serve also follows MTA log files like
+tail -F, from their end at start (for what they already hold, and for
+restarts without losing or repeating a record, use smtplog ingest --follow
+--checkpoint-dir); with --syslog URL (repeatable: udp://HOST:PORT,
+tcp://HOST:PORT, tls://HOST:PORT?cert=FILE&key=FILE) it receives MTA logs
+over syslog (RFC 3164 and 5424). Their message and session records go to
+--log-file with the SMTP records; messages still open when serve stops are
+written flagged incomplete.`,
 		Example: `  smtplog serve
-  smtplog serve --upstream 127.0.0.1:25 --log-file /var/log/smtplog.jsonl`,
+  smtplog serve --upstream 127.0.0.1:25 --log-file /var/log/smtplog.jsonl
+  smtplog serve --ingest /var/log/mail.log --syslog udp://127.0.0.1:5514`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := operatorLogger(e, logLevel)
 			if err != nil {
 				return exitError{code: 2, msg: err.Error()}
+			}
+			scfgs, err := parseSyslogURLs(syslogs)
+			if err != nil {
+				return exitError{code: 2, msg: err.Error()}
+			}
+			if mta != "auto" {
+				if _, ok := findDialect(ingestDialects(), mta); !ok {
+					return exitError{code: 2, msg: fmt.Sprintf("--mta %s: unknown; use auto or one of %v", mta, mtalog.DialectNames(ingestDialects()))}
+				}
+			}
+			if flushEv <= 0 || flushAft <= 0 {
+				return exitError{code: 2, msg: "--flush-after and --flush-every must be positive"}
 			}
 			var be smtpd.Backend
 			policy := smtpd.DataAccept // development tools do send bare LF
@@ -69,7 +102,26 @@ goes to --log-file.`,
 			scfg.Handler = out
 			scfg.Logger = log
 			scfg.Upstream = up.addr
-			return runSMTP(cmd.Context(), log, scfg, be, listen, sf.tlsListen)
+			if len(ingest) == 0 && len(syslogs) == 0 {
+				return runSMTP(cmd.Context(), log, scfg, be, listen, sf.tlsListen)
+			}
+			// SMTP and the MTA inputs run as one group: the first to fail
+			// stops the others; a signal stops them all.
+			mi := &mtaInputs{dialects: ingestDialects(), mta: mta, handler: out, log: log,
+				flushAfter: flushAft, flushEvery: flushEv, queue: 4096}
+			var g group
+			gctx := g.start(cmd.Context())
+			for _, path := range ingest {
+				g.run(func() error { return mi.followFile(gctx, path) })
+			}
+			for _, c := range scfgs {
+				g.run(func() error { return mi.receive(gctx, c, nil) })
+			}
+			g.run(func() error { return runSMTP(gctx, log, scfg, be, listen, sf.tlsListen) })
+			if err := g.wait(); err != nil && !(errors.Is(err, context.Canceled) && cmd.Context().Err() != nil) {
+				return err
+			}
+			return nil
 		},
 	}
 	fs := cmd.Flags()
@@ -77,6 +129,11 @@ goes to --log-file.`,
 	up.register(fs, "upstream", "relay to this MTA (HOST:PORT) instead of capturing")
 	fs.StringSliceVar(&domains, "accept-domain", nil, "capture mode: accept only these recipient domains (repeatable)")
 	fs.StringVar(&logLevel, "log-level", "info", "operator log level on standard error: debug, info, warn, error")
+	fs.StringArrayVar(&ingest, "ingest", nil, "follow this MTA log file from its end (repeatable)")
+	fs.StringArrayVar(&syslogs, "syslog", nil, "receive MTA logs over syslog: udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT?cert=FILE&key=FILE (repeatable)")
+	fs.StringVar(&mta, "mta", "auto", "which MTA wrote the --ingest and --syslog logs: auto, postfix, exim, sendmail, opensmtpd")
+	fs.DurationVar(&flushAft, "flush-after", mtalog.DefaultFlushAfter, "emit an MTA message as incomplete after this long without a line")
+	fs.DurationVar(&flushEv, "flush-every", time.Minute, "how often to look for such idle messages")
 	sf.register(fs)
 	of.register(fs, "-")
 	return cmd
