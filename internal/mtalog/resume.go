@@ -132,6 +132,7 @@ func NewResumer(opt ResumeOptions, st ResumeState) (*Resumer, error) {
 			r.held++
 			return nil
 		}
+		r.leak()
 		return h.Handle(ctx, rec)
 	})
 	if opt.Pipeline.Unparsed != nil {
@@ -159,7 +160,19 @@ func (g unparsedGate) Write(b []byte) (int, error) {
 		g.r.skipUn--
 		return len(b), nil
 	}
+	g.r.leak()
 	return g.w.Write(b)
+}
+
+// leak ends a replay that lets something out before it caught up (the
+// correlators did not reproduce what they did before): from then on the
+// state must count what was let out, and what was still to be held back
+// is counted as a mismatch.
+func (r *Resumer) leak() {
+	if r.replay {
+		r.mismatch += 1 + r.skipRecs + r.skipUn
+		r.skipRecs, r.skipUn, r.marks, r.replay = 0, 0, nil, false
+	}
 }
 
 // Replaying reports whether the lines fed so far are still those the

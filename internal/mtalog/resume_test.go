@@ -22,6 +22,7 @@ var seqID = regexp.MustCompile(`("session_id":"pf-[^"]*)-[0-9]+"`)
 type resumeRun struct {
 	out   []string
 	lines []mtalog.Line
+	idle  bool // flush idle messages every third batch
 }
 
 func (rr *resumeRun) resumer(t *testing.T, st mtalog.ResumeState) *mtalog.Resumer {
@@ -55,6 +56,12 @@ func (rr *resumeRun) feed(t *testing.T, r *mtalog.Resumer, from, to, n int) ([]m
 				t.Fatal(err)
 			}
 		}
+		if rr.idle && (end/n)%3 == 0 {
+			// A wall-clock idle flush, journaled and replayed.
+			if err := r.FlushIdle(ctx, rr.lines[end-1].Time.Add(-20*time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		}
 		st, err := r.Commit(ctx, json.RawMessage(strconv.Itoa(end)))
 		if err != nil {
 			t.Fatal(err)
@@ -67,8 +74,14 @@ func (rr *resumeRun) feed(t *testing.T, r *mtalog.Resumer, from, to, n int) ([]m
 
 // TestResumeExactlyOnce stops a Resumer after every batch of a real Postfix
 // log, restarts it from the saved state and checks that the records are
-// those of one uninterrupted run, each once.
+// those of one uninterrupted run, each once; also with idle flushes.
 func TestResumeExactlyOnce(t *testing.T) {
+	for _, idle := range []bool{false, true} {
+		t.Run(map[bool]string{false: "lines", true: "idle-flushes"}[idle], func(t *testing.T) { testResume(t, idle) })
+	}
+}
+
+func testResume(t *testing.T, idle bool) {
 	b, err := os.ReadFile("../../testdata/postfix/real-3.7.log")
 	if err != nil {
 		t.Fatal(err)
@@ -82,21 +95,24 @@ func TestResumeExactlyOnce(t *testing.T) {
 		}
 		lines = append(lines, l)
 	}
-	whole := &resumeRun{lines: lines}
-	whole.feed(t, whole.resumer(t, mtalog.ResumeState{}), 0, len(lines), 7)
-	want := slices.Clone(whole.out)
-	if len(want) < 40 {
-		t.Fatalf("only %d records without the final flush", len(want))
-	}
 	moved := 0
 	for _, batch := range []int{1, 7, 50} {
-		first := &resumeRun{lines: lines}
+		whole := &resumeRun{lines: lines, idle: idle}
+		whole.feed(t, whole.resumer(t, mtalog.ResumeState{}), 0, len(lines), batch)
+		want := slices.Clone(whole.out)
+		if idle && !strings.Contains(strings.Join(want, "\n"), `"incomplete"`) {
+			t.Fatal("the idle flushes let nothing out")
+		}
+		if len(want) < 40 {
+			t.Fatalf("only %d records without the final flush", len(want))
+		}
+		first := &resumeRun{lines: lines, idle: idle}
 		states, outs := first.feed(t, first.resumer(t, mtalog.ResumeState{}), 0, len(lines), batch)
 		for k, st := range states {
 			if len(st.From) > 0 {
 				moved++
 			}
-			rr := &resumeRun{lines: lines, out: slices.Clone(first.out[:outs[k]])}
+			rr := &resumeRun{lines: lines, out: slices.Clone(first.out[:outs[k]]), idle: idle}
 			from := 0
 			if len(st.From) > 0 {
 				from, _ = strconv.Atoi(string(st.From))
