@@ -757,3 +757,37 @@ func TestServeIngestGrowingFile(t *testing.T) {
 		t.Errorf("serve --ingest gave %d records, smtplog ingest %d", len(got), len(normalise(want)))
 	}
 }
+
+func TestMTAInputBadInvocations(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"ingest", "--follow", "-"}, 2, "standard input (-) cannot be followed"},
+		{[]string{"ingest", "--checkpoint-dir", t.TempDir(), fixture("postfix/real-3.7.log")}, 2, "--checkpoint-dir needs --follow"},
+		{[]string{"ingest", "--mta", "qmail", fixture("postfix/real-3.7.log")}, 2, "use auto or one of"},
+		{[]string{"serve", "--syslog", "ftp://127.0.0.1:1"}, 2, "scheme must be udp, tcp or tls"},
+		{[]string{"serve", "--syslog", "tls://127.0.0.1:0"}, 2, "tls needs cert= and key="},
+		{[]string{"serve", "--ingest", "x.log", "--mta", "qmail"}, 2, "use auto or one of"},
+	} {
+		code, _, errOut := runCLI(t, nil, tc.args...)
+		if code != tc.code || !strings.Contains(errOut, tc.msg) {
+			t.Errorf("%q: exit %d, stderr %q; want %d and %q", tc.args, code, errOut, tc.code, tc.msg)
+		}
+	}
+}
+
+// TestIngestFollowCorruptState: a state file that cannot be read stops the
+// follower with an error naming it, rather than starting over silently.
+func TestIngestFollowCorruptState(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "mail.log"), nil, 0o644)
+	os.MkdirAll(filepath.Join(dir, "state"), 0o755)
+	bad := filepath.Join(dir, "state", stateName(filepath.Join(dir, "mail.log")))
+	os.WriteFile(bad, []byte("{not json"), 0o644)
+	code, _, errOut := runCLI(t, nil, followArgs(dir)...)
+	if code != 1 || !strings.Contains(errOut, bad) {
+		t.Errorf("exit %d, stderr %q; want 1 naming %s", code, errOut, bad)
+	}
+}
