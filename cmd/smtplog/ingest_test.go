@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/tls"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -789,5 +790,43 @@ func TestIngestFollowCorruptState(t *testing.T) {
 	code, _, errOut := runCLI(t, nil, followArgs(dir)...)
 	if code != 1 || !strings.Contains(errOut, bad) {
 		t.Errorf("exit %d, stderr %q; want 1 naming %s", code, errOut, bad)
+	}
+}
+
+// TestServeSyslogTLS: serve's tls:// receiver takes real Postfix lines as
+// octet-counted RFC 5424 frames (RFC 5425) from a verifying TLS client.
+func TestServeSyslogTLS(t *testing.T) {
+	ca := testenv.NewCA(t)
+	cert, key, _ := ca.Leaf(t, "127.0.0.1")
+	out, errb, stop := startServeMTA(t, "--syslog", "tls://127.0.0.1:0?cert="+cert+"&key="+key)
+	addr := waitStderr(t, errb, regexp.MustCompile(`syslog listening" syslog=tls://(127\.0\.0\.1:[0-9]+)`))
+	c, err := tls.Dial("tcp", addr, ca.ClientConfig("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(fixture("postfix/real-3.7.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var frames bytes.Buffer
+	for _, raw := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		l, err := mtalog.ParseLine(raw, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := "<22>1 " + l.Time.Format(time.RFC3339) + " " + l.Host + " " + l.Program + " " + strconv.Itoa(l.PID) + " - - " + l.Message
+		frames.WriteString(strconv.Itoa(len(msg)) + " " + msg)
+	}
+	if _, err := c.Write(frames.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	for _, id := range completeQueueIDs(t, string(b)) {
+		waitFor(t, out, `"queue_id":"`+id+`"`)
+	}
+	stop()
+	_, want, _ := runIngestCLI(t, "", fixture("postfix/real-3.7.log"))
+	if got := normalise(out.String()); !slices.Equal(got, normalise(want)) {
+		t.Errorf("over TLS: %d records, smtplog ingest of the file %d", len(got), len(normalise(want)))
 	}
 }
