@@ -502,3 +502,22 @@ func TestHubLimits(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestHostileQueries: FTS operators, quotes, SQL fragments and huge
+// queries answer 200 or 400, never 500 (W-09).
+func TestHostileQueries(t *testing.T) {
+	h := newHandler(t, Config{Store: openStore(t, known())})
+	qs := []string{
+		`'`, `"`, `"unterminated`, `a' OR 1=1 --`, `NEAR(a b)`, `a NEAR b`, `"a" AND "b"`, `*`, `a*`, `**`, `^a`,
+		`subject:"; DROP TABLE records; --"`, `msgid:../../etc/passwd`, `session:%2e%2e%2f`, `ip:::ffff:127.0.0.1`,
+		`ip:0x7f000001`, `from:"\"" to:\`, `()`, `(((((((((((((((((((((((((((((((((((a`, `-`, `--a`, `OR`, `a OR`,
+		`code:5.x.x`, `after:-99999999d`, `before:9999-99-99`, "\x00", "nul\x00byte", "\xff\xfe",
+		strings.Repeat("a ", 5000), strings.Repeat("from:a ", 100), strings.Repeat("x", 10000),
+	}
+	for _, q := range qs {
+		w := do(t, h, req{path: "/api/search?q=" + url.QueryEscape(q)})
+		if w.Code != 200 && w.Code != 400 {
+			t.Errorf("%q: %d %s", q, w.Code, w.Body)
+		}
+	}
+}

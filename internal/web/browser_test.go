@@ -98,8 +98,12 @@ func storeTracer(st *store.Store) Tracer {
 		var steps []step
 		for _, it := range items {
 			r := it.Record
+			summary := r.SMTPResponse
+			if r.Helo != "" {
+				summary = r.Helo + ": " + summary
+			}
 			steps = append(steps, step{Time: r.Timestamp, Source: string(r.Source), Kind: string(r.Type),
-				Summary: r.Helo + ": " + r.SMTPResponse, Status: r.Status, RecordID: fmt.Sprint(it.ID)})
+				Summary: summary, Status: r.Status, RecordID: fmt.Sprint(it.ID)})
 			for _, d := range r.Deliveries {
 				steps = append(steps, step{Time: d.Timestamp, Source: string(r.Source), Kind: "delivery", Status: d.Status,
 					Rcpt: d.Rcpt, Relay: d.Relay, SMTPResponse: d.SMTPResponse})
@@ -193,6 +197,25 @@ func eval[T any](b *browser, expr string) T {
 	return v
 }
 
+// screenshot saves the page as NAME.png in the test's temporary directory,
+// or in $SMTPLOG_SCREENSHOT_DIR when set (to look at it).
+func (b *browser) screenshot(name string) {
+	b.t.Helper()
+	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	dir := b.t.TempDir()
+	if d := os.Getenv("SMTPLOG_SCREENSHOT_DIR"); d != "" {
+		dir = d
+	}
+	p := filepath.Join(dir, name+".png")
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Logf("screenshot: %s (%d bytes)", p, len(png))
+}
+
 // noScriptRan checks that no payload ran or was parsed into markup.
 func (b *browser) noScriptRan(where string) {
 	b.t.Helper()
@@ -246,19 +269,7 @@ func TestBrowser(t *testing.T) {
 		if v := eval[string](b, `document.querySelector('[data-kpi=messages] .v').textContent`); v == "0" || v == "" {
 			t.Errorf("messages KPI is %q", v)
 		}
-		png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir := t.TempDir()
-		if d := os.Getenv("SMTPLOG_SCREENSHOT_DIR"); d != "" {
-			dir = d
-		}
-		p := filepath.Join(dir, "dashboard.png")
-		if err := os.WriteFile(p, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("dashboard screenshot: %s (%d bytes)", p, len(png))
+		b.screenshot("dashboard")
 		b.noScriptRan("dashboard")
 	})
 
@@ -282,6 +293,7 @@ func TestBrowser(t *testing.T) {
 		b.waitFor(`Array.from(document.querySelectorAll('#results .subject')).some(e => e.textContent === 'Weekly news')`)
 		// A query error marks the offending token.
 		b.open("/search?q="+url.QueryEscape("from:app@shop.example status:nope"), "search")
+		b.screenshot("search-error")
 		if tok := eval[string](b, `document.querySelector('.qerr mark').textContent`); tok != "nope" {
 			t.Errorf("marked token %q, want nope", tok)
 		}
@@ -305,9 +317,11 @@ func TestBrowser(t *testing.T) {
 		if s := eval[string](b, `document.getElementById('subject').textContent`); s != "Invoice 42" {
 			t.Errorf("subject %q", s)
 		}
+		b.screenshot("message")
 		// A Postfix message with a delivery: two steps on the timeline.
 		b.open("/messages/"+idOf(t, h, "msgid:n7@list.example"), "message")
 		b.waitFor(`document.querySelectorAll('#timeline-svg circle.step').length === 2`)
+		b.screenshot("message-postfix")
 	})
 
 	t.Run("session", func(t *testing.T) {
@@ -365,6 +379,7 @@ func TestBrowser(t *testing.T) {
 			}
 		}
 		b.noScriptRan("search")
+		b.screenshot("search-xss")
 		b.open("/search?q="+url.QueryEscape("type:session helo:*evil*")+"", "search")
 		b.noScriptRan("session search")
 		res := decode[searchResp](t, do(t, h, req{path: "/api/search?q=subject:xss&limit=100"}))
@@ -373,6 +388,7 @@ func TestBrowser(t *testing.T) {
 			b.waitFor(`document.querySelector('#trace .steps, #trace .muted, #trace .empty')`)
 			b.noScriptRan("message " + r.ID)
 			if i == 0 {
+				b.screenshot("message-xss")
 				b.open("/sessions/"+url.PathEscape(r.SessionID), "session")
 				b.noScriptRan("session " + r.SessionID)
 				b.open("/trace/"+url.PathEscape(r.MessageID), "trace")
@@ -388,5 +404,6 @@ func TestBrowser(t *testing.T) {
 		}
 		b.waitFor(fmt.Sprintf(`document.querySelectorAll('#live-table tbody tr').length === %d`, 2*len(xssPayloads)))
 		b.noScriptRan("live")
+		b.screenshot("live-xss")
 	})
 }

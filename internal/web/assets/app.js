@@ -379,33 +379,33 @@
         el('span', { class: 'text' }, l.line))));
   }
 
-  // timeline draws trace steps on a time axis.
+  // timeline draws trace steps on a time axis: one row per step, a dot at
+  // its time, connectors between consecutive steps drawn under the labels.
   function timeline(steps) {
-    const W = 900, rowH = 34, L = 150, R = 20, T = 24;
+    const W = 1100, rowH = 32, L = 170, R = 24, T = 26;
     const times = steps.map(s => new Date(s.time).getTime()).filter(x => !isNaN(x));
     const t0 = Math.min(...times), t1 = Math.max(...times);
     const span = Math.max(1, t1 - t0);
-    const H = T + steps.length * rowH + 10;
-    const g = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': 'trace timeline', id: 'timeline-svg' });
+    const H = T + steps.length * rowH + 8;
+    const g = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': 'trace timeline', id: 'timeline-svg', class: 'timeline' });
     const x = t => L + (W - L - R) * (isNaN(t) ? 0 : (t - t0) / span);
+    const pts = steps.map((s, i) => [x(new Date(s.time).getTime()), T + i * rowH + rowH / 2]);
     g.appendChild(svg('line', { x1: L, x2: W - R, y1: T - 8, y2: T - 8, class: 'axis' }));
-    g.appendChild(svg('text', { x: L, y: T - 12 }, fmtTime(steps[0].time) + ' UTC'));
-    g.appendChild(svg('text', { x: W - R, y: T - 12, 'text-anchor': 'end' }, '+' + fmtMs(span)));
-    let prev = null;
+    g.appendChild(svg('text', { x: L, y: T - 13 }, fmtTime(steps[0].time) + ' UTC'));
+    g.appendChild(svg('text', { x: W - R, y: T - 13, 'text-anchor': 'end' }, '+' + fmtMs(span)));
+    pts.forEach(([, yy]) => g.appendChild(svg('line', { x1: L, x2: W - R, y1: yy, y2: yy, class: 'grid-line' })));
+    for (let i = 1; i < pts.length; i++) {
+      g.appendChild(svg('line', { x1: pts[i - 1][0], y1: pts[i - 1][1], x2: pts[i][0], y2: pts[i][1], class: 'connector' }));
+    }
     steps.forEach((s, i) => {
-      const t = new Date(s.time).getTime();
-      const yy = T + i * rowH + rowH / 2;
-      g.appendChild(svg('line', { x1: L, x2: W - R, y1: yy, y2: yy, class: 'grid-line' }));
-      g.appendChild(svg('text', { x: L - 8, y: yy + 4, 'text-anchor': 'end' }, `${s.source || ''} ${s.kind || ''}`.trim()));
-      if (prev) g.appendChild(svg('line', { x1: prev[0], y1: prev[1], x2: x(t), y2: yy, stroke: '#94a3b8', 'stroke-dasharray': '3 3' }));
-      const c = svg('circle', { cx: x(t), cy: yy, r: 7, fill: COLORS[s.status] || '#475569', class: 'step', 'data-status': s.status || '' },
-        svg('title', {}, `${fmtTime(s.time)} ${s.summary || ''}`));
-      g.appendChild(c);
+      const [cx, yy] = pts[i];
+      g.appendChild(svg('text', { x: L - 10, y: yy + 4, 'text-anchor': 'end' }, `${s.source || ''} ${s.kind || ''}`.trim()));
+      g.appendChild(svg('circle', { cx, cy: yy, r: 7, fill: COLORS[s.status] || '#475569', class: 'step', 'data-status': s.status || '' },
+        svg('title', {}, `${fmtTime(s.time)} ${s.summary || ''}`)));
       const label = [s.status, s.rcpt, s.smtp_response || s.summary].filter(Boolean).join(' — ');
-      const short = label.length > 70 ? label.slice(0, 69) + '…' : label;
-      const right = x(t) > W * 0.6;
-      g.appendChild(svg('text', { x: right ? x(t) - 12 : x(t) + 12, y: yy + 4, 'text-anchor': right ? 'end' : 'start' }, short));
-      prev = [x(t), yy];
+      const short = label.length > 80 ? label.slice(0, 79) + '…' : label;
+      const right = cx > W * 0.6;
+      g.appendChild(svg('text', { x: right ? cx - 12 : cx + 12, y: yy + 4, 'text-anchor': right ? 'end' : 'start', class: 'label' }, short));
     });
     return g;
   }
@@ -455,7 +455,7 @@
         ['size', r.size ? fmtNum(r.size) + ' bytes' : ''], ['latency', r.latency_ms ? fmtMs(r.latency_ms) : ''],
         ['flags', (r.flags || []).concat(r.anomalies || []).join(', ')],
       ])),
-      panel('Connection', fields([
+      panel('Connection', r.client_ip || r.helo || r.session_id ? '' : el('p', { class: 'empty' }, 'No connection details: this record comes from an MTA log.'), fields([
         ['session', sessLink], ['client', r.client_ip ? r.client_ip + (r.client_port ? ':' + r.client_port : '') : ''],
         ['HELO', r.helo], ['user', r.username], ['TLS', tlsText(r.tls)], ['upstream', r.upstream],
         ['upstream TLS', tlsText(r.upstream_tls)],
