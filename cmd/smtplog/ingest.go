@@ -206,10 +206,7 @@ func runIngest(ctx context.Context, e *env, c ingestConfig) (err error) {
 	}
 
 	var rs readCounter
-	parse := mtalog.Parsers(c.dialects)
-	if d, ok := findDialect(c.dialects, c.mta); ok {
-		parse = mtalog.Parsers([]mtalog.Dialect{d})
-	}
+	parse := mtalog.ParserFor(c.dialects, c.mta)
 	files := make([]mtalog.FileSource, len(c.files))
 	var total int64
 	for i, path := range c.files {

@@ -216,10 +216,7 @@ func runFollow(ctx context.Context, e *env, c ingestConfig) (err error) {
 		r.un, r.unw = f, bufio.NewWriterSize(f, 64<<10)
 	}
 
-	parse := mtalog.Parsers(c.dialects)
-	if d, ok := findDialect(c.dialects, c.mta); ok {
-		parse = mtalog.Parsers([]mtalog.Dialect{d})
-	}
+	parse := mtalog.ParserFor(c.dialects, c.mta)
 	for _, path := range c.files {
 		s := &followSource{path: path, parse: parse}
 		var st followState
@@ -322,14 +319,7 @@ func (r *followRun) batch(ctx context.Context, s *followSource, b follow.Batch) 
 		}
 	}
 	for _, fl := range b.Lines {
-		l, err := s.parse(fl.Text, now)
-		if err != nil {
-			l = mtalog.Line{Raw: fl.Text, Time: s.lastT}
-		} else if l.Time.IsZero() {
-			l.Time = s.lastT
-		} else {
-			s.lastT = l.Time
-		}
+		l := mtalog.ParseKept(s.parse, fl.Text, now, &s.lastT)
 		l.Origin = s.path
 		l.Truncated = fl.Truncated
 		if err := s.res.Feed(ctx, l); err != nil {

@@ -54,10 +54,7 @@ func (m *mtaInputs) followFile(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
-	parse := mtalog.Parsers(m.dialects)
-	if d, ok := findDialect(m.dialects, m.mta); ok {
-		parse = mtalog.Parsers([]mtalog.Dialect{d})
-	}
+	parse := mtalog.ParserFor(m.dialects, m.mta)
 	var mu sync.Mutex // the follower's batches and the idle flushes
 	var lastT time.Time
 	f, err := follow.New(follow.Config{
@@ -70,14 +67,7 @@ func (m *mtaInputs) followFile(ctx context.Context, path string) error {
 		defer mu.Unlock()
 		now := time.Now()
 		for _, fl := range b.Lines {
-			l, err := parse(fl.Text, now)
-			if err != nil {
-				l = mtalog.Line{Raw: fl.Text, Time: lastT}
-			} else if l.Time.IsZero() {
-				l.Time = lastT
-			} else {
-				lastT = l.Time
-			}
+			l := mtalog.ParseKept(parse, fl.Text, now, &lastT)
 			l.Origin, l.Truncated = path, fl.Truncated
 			if err := p.Feed(ctx, l); err != nil {
 				return err

@@ -70,6 +70,38 @@ func Parsers(ds []Dialect) LineParser {
 	}
 }
 
+// ParserFor returns the LineParser for --mta: the prefix shapes and the
+// own file formats of every dialect for "auto" (or ""), of the named one
+// alone otherwise.
+func ParserFor(ds []Dialect, mta string) LineParser {
+	for _, d := range ds {
+		if d.Name == mta {
+			return Parsers([]Dialect{d})
+		}
+	}
+	return Parsers(ds)
+}
+
+// ParseKept parses raw with parse (nil: ParseLine). A line of no known
+// shape is kept whole in Raw with Program "", so the Pipeline counts it;
+// a line without a time of its own (a continuation) and a kept one take
+// *last, the time of the line before, which a line with a time updates.
+func ParseKept(parse LineParser, raw string, ref time.Time, last *time.Time) Line {
+	if parse == nil {
+		parse = ParseLine
+	}
+	l, err := parse(raw, ref)
+	switch {
+	case err != nil:
+		l = Line{Raw: raw, Time: *last}
+	case l.Time.IsZero():
+		l.Time = *last
+	default:
+		*last = l.Time
+	}
+	return l
+}
+
 // PipelineOptions configures a Pipeline.
 type PipelineOptions struct {
 	// Dialects are the MTAs known; MTA selects one by name, or "auto" (or

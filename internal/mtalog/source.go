@@ -140,14 +140,7 @@ func (lr *lineReader) make(raw string, truncated bool) Line {
 	if len(raw) > lr.opt.MaxLine {
 		raw, truncated = raw[:lr.opt.MaxLine], true
 	}
-	l, err := lr.opt.Parse(raw, lr.opt.Ref)
-	if err != nil {
-		l = Line{Raw: raw, Time: lr.lastT}
-	} else if l.Time.IsZero() {
-		l.Time = lr.lastT
-	} else {
-		lr.lastT = l.Time
-	}
+	l := ParseKept(lr.opt.Parse, raw, lr.opt.Ref, &lr.lastT)
 	l.Origin = lr.opt.Origin
 	l.Truncated = truncated
 	if s := lr.opt.Stats; s != nil {
