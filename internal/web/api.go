@@ -16,6 +16,7 @@ import (
 	"github.com/smtplog/smtplog/internal/query"
 	"github.com/smtplog/smtplog/internal/record"
 	"github.com/smtplog/smtplog/internal/store"
+	"github.com/smtplog/smtplog/internal/trace"
 )
 
 func (h *Handler) routes() error {
@@ -325,7 +326,7 @@ func (h *Handler) trace(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
 	t, err := h.cfg.Tracer.Trace(ctx, id)
-	if errors.Is(err, ErrNotFound) || errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, ErrNotFound) || errors.Is(err, store.ErrNotFound) || errors.Is(err, trace.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "nothing known about "+quoteClip(id)+": give a Message-ID, a queue ID or a session ID")
 		return
 	}

@@ -39,6 +39,7 @@ import (
 
 	"github.com/smtplog/smtplog/internal/query"
 	"github.com/smtplog/smtplog/internal/store"
+	"github.com/smtplog/smtplog/internal/trace"
 )
 
 // Store is what the API reads from the record store; *store.Store
@@ -75,8 +76,14 @@ type TracerFunc func(ctx context.Context, id string) (any, error)
 // Trace calls f.
 func (f TracerFunc) Trace(ctx context.Context, id string) (any, error) { return f(ctx, id) }
 
-// ErrNotFound may be wrapped by a Tracer for an unknown ID.
+// ErrNotFound may be wrapped by a Tracer for an unknown ID (as may
+// store.ErrNotFound and trace.ErrNotFound).
 var ErrNotFound = errors.New("not found")
+
+// BuildTracer is the Tracer of package trace over src (the store).
+func BuildTracer(src trace.Source) Tracer {
+	return TracerFunc(func(ctx context.Context, id string) (any, error) { return trace.Build(ctx, src, id) })
+}
 
 // Check is a readiness check: nil when the part it checks is ready.
 type Check struct {

@@ -425,7 +425,7 @@
     }
     box.append(el('div', { class: 'chart', id: 'timeline' }, timeline(steps)),
       el('ol', { class: 'steps' }, steps.map(s => el('li', { 'data-kind': s.kind || '' },
-        el('span', { class: 'when' }, fmtTime(s.time)), status(s.status), ' ',
+        el('span', { class: 'when' }, fmtTime(s.time)), s.status ? status(s.status) : null, ' ',
         el('strong', {}, `${s.source || ''} ${s.kind || ''}`), ' ',
         s.record_id ? el('a', { href: '/messages/' + encodeURIComponent(s.record_id) }, s.summary || 'record') : (s.summary || ''),
         s.relay ? el('span', { class: 'muted' }, ' via ' + s.relay) : null))));
