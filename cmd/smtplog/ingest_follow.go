@@ -251,12 +251,13 @@ func runFollow(ctx context.Context, e *env, c ingestConfig) (err error) {
 		f, err := follow.New(follow.Config{
 			Path: path, Checkpointer: follow.NopSave(load), MaxLineBytes: c.maxLine, PollInterval: c.poll,
 			OnEvent: func(ev follow.Event) {
-				// Rotation is rare: every event is worth a line.
-				fmt.Fprintf(e.stderr, "smtplog ingest: %s: %s %s", path, ev.Kind, ev.File)
+				// Rotation is rare: every event is worth a line, written
+				// at once (the followers share standard error).
+				detail := ""
 				if ev.Detail != "" {
-					fmt.Fprintf(e.stderr, ": %s", ev.Detail)
+					detail = ": " + ev.Detail
 				}
-				fmt.Fprintln(e.stderr)
+				fmt.Fprintf(e.stderr, "smtplog ingest: %s: %s %s%s\n", path, ev.Kind, ev.File, detail)
 			},
 		}, func(ctx context.Context, b follow.Batch) error { return r.batch(ctx, s, b) })
 		if err != nil {
