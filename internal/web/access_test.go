@@ -101,6 +101,7 @@ func checkSecurityHeaders(t *testing.T, name string, h http.Header) {
 func TestAuthOnEveryRoute(t *testing.T) {
 	st := openStore(t, known())
 	h := newHandler(t, Config{Store: st, Auth: testAuth(t), Hub: NewHub(HubOptions{})})
+	clients := 0
 	for _, r := range routeTable {
 		name := r.method + " " + r.path
 		for cname, hdr := range map[string]map[string]string{
@@ -112,7 +113,10 @@ func TestAuthOnEveryRoute(t *testing.T) {
 			"basic garbage": {"Authorization": "Basic !!!"},
 			"token as pass": basic("admin", adminToken),
 		} {
-			w := do(t, h, withHeader(r, hdr))
+			clients++ // one address each, below the failed-login limit
+			rq := withHeader(r, hdr)
+			rq.remote = fmt.Sprintf("198.51.100.%d:1234", clients%250)
+			w := do(t, h, rq)
 			if w.Code != http.StatusUnauthorized {
 				t.Errorf("%s with %s: %d, want 401", name, cname, w.Code)
 			}
@@ -156,6 +160,34 @@ func TestAuthOnEveryRoute(t *testing.T) {
 	// The Host check is off with credentials and no allow list.
 	if w := do(t, h, req{path: "/api/stats", host: "smtplog.example:8025", header: bearer(readToken)}); w.Code != http.StatusOK {
 		t.Errorf("named host with credentials: %d", w.Code)
+	}
+}
+
+func TestFailedLoginThrottle(t *testing.T) {
+	auth := testAuth(t)
+	now := base
+	auth.now = func() time.Time { return now }
+	h := newHandler(t, Config{Store: openStore(t), Auth: auth})
+	const attacker, other = "203.0.113.9:5555", "203.0.113.10:5555"
+	// A browser's first request without credentials does not count.
+	for range 20 {
+		do(t, h, req{path: "/api/stats", remote: attacker})
+	}
+	for i := range MaxFailures {
+		if w := do(t, h, req{path: "/api/stats", remote: attacker, header: basic("admin", fmt.Sprint("guess", i))}); w.Code != 401 {
+			t.Fatalf("guess %d: %d", i, w.Code)
+		}
+	}
+	w := do(t, h, req{path: "/api/stats", remote: attacker, header: basic("admin", adminPass)})
+	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" {
+		t.Errorf("after %d failures: %d, Retry-After %q", MaxFailures, w.Code, w.Header().Get("Retry-After"))
+	}
+	if w := do(t, h, req{path: "/api/stats", remote: other, header: basic("admin", adminPass)}); w.Code != 200 {
+		t.Errorf("another client: %d", w.Code)
+	}
+	now = now.Add(FailureWindow + time.Second)
+	if w := do(t, h, req{path: "/api/stats", remote: attacker, header: basic("admin", adminPass)}); w.Code != 200 {
+		t.Errorf("after the window: %d", w.Code)
 	}
 }
 

@@ -185,8 +185,24 @@ type Auth struct {
 	slots chan struct{}
 	mu    sync.Mutex
 	cache map[[sha256.Size]byte]cached
+	fails map[string]*failures // by client IP
 	now   func() time.Time
 }
+
+// failures counts one client's failed checks in the current window.
+type failures struct {
+	n     int
+	since time.Time
+}
+
+// Failed-login throttling: after MaxFailures failed checks from one client
+// address within FailureWindow, its requests answer 429 until the window
+// ends. (Behind a reverse proxy every client shares the proxy's address.)
+const (
+	MaxFailures   = 10
+	FailureWindow = time.Minute
+	maxFailIPs    = 4096
+)
 
 type cached struct {
 	role    Role
@@ -207,6 +223,7 @@ func NewAuth(users []User, tokens []Token) *Auth {
 		tokens: make(map[[sha256.Size]byte]Token, len(tokens)),
 		slots:  make(chan struct{}, bcryptAtOnce),
 		cache:  map[[sha256.Size]byte]cached{},
+		fails:  map[string]*failures{},
 		now:    time.Now,
 	}
 	for _, u := range users {
@@ -289,6 +306,37 @@ func (a *Auth) checkPassword(r *http.Request, user, pass string) (Role, string, 
 	a.cache[k] = cached{role: u.Role, expires: now.Add(authCacheTTL)}
 	a.mu.Unlock()
 	return u.Role, user, nil
+}
+
+// throttled reports how long the client at ip must wait, or 0.
+func (a *Auth) throttled(ip string) time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f := a.fails[ip]
+	if f == nil || f.n < MaxFailures {
+		return 0
+	}
+	if left := f.since.Add(FailureWindow).Sub(a.now()); left > 0 {
+		return left
+	}
+	delete(a.fails, ip)
+	return 0
+}
+
+// failed counts a failed check from ip.
+func (a *Auth) failed(ip string) {
+	now := a.now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f := a.fails[ip]
+	if f == nil || now.Sub(f.since) > FailureWindow {
+		if f == nil && len(a.fails) >= maxFailIPs {
+			clear(a.fails)
+		}
+		f = &failures{since: now}
+		a.fails[ip] = f
+	}
+	f.n++
 }
 
 // challenge is the WWW-Authenticate value of a 401.

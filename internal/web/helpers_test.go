@@ -127,6 +127,7 @@ type req struct {
 	method, path, body string
 	header             map[string]string
 	host               string
+	remote             string // the client's address; httptest's default when ""
 }
 
 // do runs one request through h, on a loopback Host unless r.host is set.
@@ -146,6 +147,9 @@ func do(t testing.TB, h http.Handler, r req) *httptest.ResponseRecorder {
 	}
 	for k, v := range r.header {
 		hr.Header.Set(k, v)
+	}
+	if r.remote != "" {
+		hr.RemoteAddr = r.remote
 	}
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, hr)

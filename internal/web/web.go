@@ -12,8 +12,9 @@
 //     AllowedHosts is set.
 //  3. Credentials: when any are configured, every request needs HTTP basic
 //     auth (bcrypt password file) or a bearer token (RFC 6750), except
-//     GET /api/health; 401 otherwise. Without credentials every client is
-//     admin, which the Server allows only on a loopback bind.
+//     GET /api/health; 401 otherwise, and 429 for a client address with
+//     MaxFailures failed checks within FailureWindow. Without credentials
+//     every client is admin, which the Server allows only on a loopback bind.
 //  4. Role: requests other than GET, HEAD and OPTIONS need role admin; 403.
 //  5. Origin: state-changing requests and the live stream are refused (403)
 //     when the browser says they come from another origin (Sec-Fetch-Site
@@ -33,6 +34,7 @@ import (
 	"net/netip"
 	"net/url"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -240,9 +242,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	role := RoleAdmin
 	if !open && !(r.URL.Path == "/api/health" && (r.Method == http.MethodGet || r.Method == http.MethodHead)) {
+		ip := clientIP(r)
+		if wait := h.cfg.Auth.throttled(ip); wait > 0 {
+			hdr.Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+			writeError(w, http.StatusTooManyRequests, "too many failed logins from this address; wait a minute and check the credentials")
+			return
+		}
 		var err error
 		role, _, err = h.cfg.Auth.Check(r)
 		if err != nil {
+			if r.Header.Get("Authorization") != "" { // a browser's first, credential-less request does not count
+				h.cfg.Auth.failed(ip)
+			}
 			hdr.Set("WWW-Authenticate", h.cfg.Auth.challenge())
 			writeError(w, http.StatusUnauthorized, "wrong or missing credentials: use HTTP basic auth or an Authorization: Bearer token")
 			return
@@ -283,6 +294,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // writeTimeout bounds writing any answer but the live stream's.
 const writeTimeout = 2 * time.Minute
+
+// clientIP is the address of the peer (not of any forwarded-for header,
+// which a client can forge).
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
 
 // hostAllowed reports whether the Host header names this server: a
 // loopback address, localhost (or a name under .localhost), or an allowed
