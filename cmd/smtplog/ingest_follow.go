@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -49,6 +50,9 @@ type followState struct {
 	Output   int64              `json:"output"`   // bytes of --out written when saved
 	Unparsed int64              `json:"unparsed"` // bytes of --unparsed written when saved
 	Resume   mtalog.ResumeState `json:"resume"`
+	// FirstLine is the file's first line when Resume.From is the position
+	// just after it (a first start); it is replayed before From.
+	FirstLine string `json:"first_line,omitempty"`
 }
 
 // stateName names the state file of path: readable, and unique by the
@@ -164,6 +168,11 @@ type followSource struct {
 	lastAt  json.RawMessage // position after the last line fed
 	started bool
 	f       *follow.Follower
+	// firstFrom is the position after the file's first line, and
+	// firstLine that line, while the state resumes from there.
+	firstFrom   json.RawMessage
+	firstLine   string
+	replayFirst string // the first line, to feed before the follower's lines
 }
 
 func runFollow(ctx context.Context, e *env, c ingestConfig) (err error) {
@@ -226,6 +235,9 @@ func runFollow(ctx context.Context, e *env, c ingestConfig) (err error) {
 			st = states[name]
 		}
 		s.from = st.Resume.From
+		if st.FirstLine != "" {
+			s.firstFrom, s.firstLine, s.replayFirst = st.Resume.From, st.FirstLine, st.FirstLine
+		}
 		po := mtalog.PipelineOptions{
 			Dialects: c.dialects, MTA: c.mta, FlushAfter: c.flushAfter,
 			Handler: record.HandlerFunc(func(_ context.Context, rec *record.Record) error { return r.w.Write(rec) }),
@@ -309,14 +321,17 @@ func (r *followRun) batch(ctx context.Context, s *followSource, b follow.Batch) 
 	now := time.Now()
 	if !s.started && len(b.Lines) > 0 {
 		s.started = true
-		// The first line of a first start: remember the file by identity,
-		// so that a restart finds it even after it was rotated away.
-		if first := b.Lines[0]; first.Offset == 0 && first.File == s.path {
-			at, err := json.Marshal(follow.Checkpoint{Path: s.path, Dev: b.Checkpoint.Dev, Ino: b.Checkpoint.Ino})
-			if err != nil {
-				return err
-			}
-			s.res.SetStart(at)
+		if err := s.firstStart(b); err != nil {
+			return err
+		}
+	}
+	if s.replayFirst != "" {
+		// The line before the position resumed from (see firstStart).
+		l := mtalog.ParseKept(s.parse, s.replayFirst, now, &s.lastT)
+		l.Origin = s.path
+		s.replayFirst = ""
+		if err := s.res.Feed(ctx, l); err != nil {
+			return err
 		}
 	}
 	for _, fl := range b.Lines {
@@ -333,6 +348,37 @@ func (r *followRun) batch(ctx context.Context, s *followSource, b follow.Batch) 
 	}
 	s.lastAt = at
 	return r.commit(ctx, s)
+}
+
+// firstStart handles the first batch of a first start: the position to
+// resume from is the start of the file, which a checkpoint cannot name by
+// content (a copytruncate would leave a different file under the same
+// inode at offset 0). So it is the position after the first line, named
+// by the file's identity and that line's bytes, and the first line itself
+// is kept in the state file to be replayed before it.
+func (s *followSource) firstStart(b follow.Batch) error {
+	first := b.Lines[0]
+	if len(s.from) > 0 || first.Offset != 0 || first.File != s.path || first.Truncated || first.Unterminated {
+		return nil
+	}
+	text := first.Text
+	head := (text + "\n")[:min(len(text)+1, 1024)]
+	lastLen := min(len(text), 256)
+	at, err := json.Marshal(follow.Checkpoint{
+		Path: s.path, Dev: b.Checkpoint.Dev, Ino: b.Checkpoint.Ino, Offset: int64(len(text)) + 1,
+		HeadHash: sha256Hex(head), LastLine: 0, LastLen: lastLen, LastHash: sha256Hex(text[:lastLen]),
+	})
+	if err != nil {
+		return err
+	}
+	s.res.SetStart(at)
+	s.firstFrom, s.firstLine = at, text
+	return nil
+}
+
+func sha256Hex(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
 }
 
 // commit writes out what s let out and saves its state.
@@ -376,6 +422,9 @@ func (r *followRun) save(s *followSource, st mtalog.ResumeState) error {
 		return nil
 	}
 	fs := followState{Path: s.path, Resume: st}
+	if s.firstLine != "" && bytes.Equal(st.From, s.firstFrom) {
+		fs.FirstLine = s.firstLine
+	}
 	if r.out != nil {
 		fs.Output = r.out.size
 	}
