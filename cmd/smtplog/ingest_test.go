@@ -601,7 +601,7 @@ func startServeMTA(t *testing.T, args ...string) (out, errb *syncBuffer, stop fu
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, e, append([]string{"serve", "--smtp", addr, "--hostname", "capture.test", "--flush-every", "100ms"}, args...))
+		done <- run(ctx, e, append([]string{"serve", "--smtp", addr, "--hostname", "capture.test", "--flush-every", "100ms", "--log-file", "-", "--db", ":memory:", "--http", "off"}, args...))
 	}()
 	var once sync.Once
 	stop = func() {

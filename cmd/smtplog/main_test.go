@@ -116,7 +116,7 @@ func startServe(t *testing.T, args ...string) (string, *syncBuffer) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, e, append([]string{"serve", "--smtp", addr, "--hostname", "capture.test"}, args...))
+		done <- run(ctx, e, append([]string{"serve", "--smtp", addr, "--hostname", "capture.test", "--log-file", "-", "--db", ":memory:", "--http", "off"}, args...))
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -12,6 +12,7 @@ import (
 	"github.com/smtplog/smtplog/internal/mtalog"
 	"github.com/smtplog/smtplog/internal/record"
 	"github.com/smtplog/smtplog/internal/smtpd"
+	"github.com/smtplog/smtplog/internal/web"
 )
 
 // newServeCmd is the main job: a capture SMTP server for development, or
@@ -29,23 +30,27 @@ func newServeCmd(e *env) *cobra.Command {
 		mta      string
 		flushAft time.Duration
 		flushEv  time.Duration
+		stf      storeFlags
+		hf       httpFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run smtplog's SMTP server: capture mode, or the logging relay with --upstream",
-		Long: `Run smtplog's SMTP server on its defaults: SMTP on 127.0.0.1:2525 in capture
-mode (every message is accepted, nothing leaves the machine) or, with
---upstream, as the logging relay. One record per message and per session
-goes to --log-file.
+		Long: `Run smtplog on its defaults: SMTP on 127.0.0.1:2525 in capture mode (every
+message is accepted, nothing leaves the machine) or, with --upstream, as the
+logging relay; the web UI and API on http://127.0.0.1:8025; records kept in
+./smtplog.db (SQLite). One record per message and per session goes to the
+store, to live viewers, and to --log-file when one is given.
 
 With --ingest FILE (repeatable) serve also follows MTA log files like
 tail -F, from their end at start (for what they already hold, and for
 restarts without losing or repeating a record, use smtplog ingest --follow
 --checkpoint-dir); with --syslog URL (repeatable: udp://HOST:PORT,
 tcp://HOST:PORT, tls://HOST:PORT?cert=FILE&key=FILE) it receives MTA logs
-over syslog (RFC 3164 and 5424). Their message and session records go to
---log-file with the SMTP records; messages still open when serve stops are
-written flagged incomplete.`,
+over syslog (RFC 3164 and 5424). Their message and session records join
+the SMTP records, so smtplog trace follows a message from the relay into the
+MTA's queue; messages still open when serve stops are written flagged
+incomplete.`,
 		Example: `  smtplog serve
   smtplog serve --upstream 127.0.0.1:25 --log-file /var/log/smtplog.jsonl
   smtplog serve --ingest /var/log/mail.log --syslog udp://127.0.0.1:5514`,
@@ -93,33 +98,64 @@ written flagged incomplete.`,
 			if up.addr != "" && scfg.DataPolicy == smtpd.DataAccept {
 				return exitError{code: 2, msg: "--data-policy accept is for capture mode; the relay never forwards bare CR/LF: use reject or normalize"}
 			}
-			out, err := of.open(e)
+			// Records go to the store (then to live viewers), and to a log
+			// file when one is asked for.
+			ctx := cmd.Context()
+			st, err := stf.open(ctx, log)
 			if err != nil {
 				return exitError{code: 1, msg: err.Error()}
 			}
-			defer out.Close()
+			defer func() {
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+				defer cancel()
+				if err := st.Close(cctx); err != nil {
+					log.Error("closing the store", "err", err)
+				}
+			}()
+			hub := web.NewHub(web.HubOptions{})
+			defer hub.Close()
+			var extra []record.Handler
+			if of.logFile != "" {
+				out, err := of.open(e)
+				if err != nil {
+					return exitError{code: 1, msg: err.Error()}
+				}
+				defer out.Close()
+				extra = append(extra, out)
+			}
+			handler := outputs(st, hub, extra...)
+			ws, err := hf.server(st, hub, log, []web.Check{storeReady(st)}, nil)
+			if err != nil {
+				return exitError{code: 2, msg: err.Error()}
+			}
 			scfg.Source = source
-			scfg.Handler = out
+			scfg.Handler = handler
 			scfg.Logger = log
 			scfg.Upstream = up.addr
-			if len(ingest) == 0 && len(syslogs) == 0 {
-				return runSMTP(cmd.Context(), log, scfg, be, listen, sf.tlsListen)
-			}
-			// SMTP and the MTA inputs run as one group: the first to fail
-			// stops the others; a signal stops them all.
-			mi := &mtaInputs{dialects: ingestDialects(), mta: mta, handler: out, log: log,
+			// SMTP, the web UI and the MTA inputs run as one group: the
+			// first to fail stops the others; a signal stops them all.
+			mi := &mtaInputs{dialects: ingestDialects(), mta: mta, handler: handler, log: log,
 				flushAfter: flushAft, flushEvery: flushEv, queue: 4096}
 			var g group
-			gctx := g.start(cmd.Context())
+			gctx := g.start(ctx)
 			for _, path := range ingest {
 				g.run(func() error { return mi.followFile(gctx, path) })
 			}
 			for _, c := range scfgs {
 				g.run(func() error { return mi.receive(gctx, c, nil) })
 			}
+			if ws != nil {
+				g.run(func() error { return ws.Run(gctx) })
+				log.Info("web UI and API", "url", webURL(hf))
+			}
+			log.Info("store", "db", stf.db)
 			g.run(func() error { return runSMTP(gctx, log, scfg, be, listen, sf.tlsListen) })
-			if err := g.wait(); err != nil && !(errors.Is(err, context.Canceled) && cmd.Context().Err() != nil) {
-				return err
+			if err := g.wait(); err != nil && !(errors.Is(err, context.Canceled) && ctx.Err() != nil) {
+				var ee exitError
+				if errors.As(err, &ee) {
+					return ee
+				}
+				return exitError{code: 1, msg: err.Error()}
 			}
 			return nil
 		},
@@ -135,6 +171,9 @@ written flagged incomplete.`,
 	fs.DurationVar(&flushAft, "flush-after", mtalog.DefaultFlushAfter, "emit an MTA message as incomplete after this long without a line")
 	fs.DurationVar(&flushEv, "flush-every", time.Minute, "how often to look for such idle messages")
 	sf.register(fs)
-	of.register(fs, "-")
+	of.register(fs, "")
+	fs.Lookup("log-file").Usage = "also write records to this file (appended), or - for standard output"
+	stf.register(fs)
+	hf.register(fs)
 	return cmd
 }

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/smtplog/smtplog/internal/record"
+	"github.com/smtplog/smtplog/internal/store"
+	"github.com/smtplog/smtplog/internal/web"
+)
+
+// storeFlags choose the store and its retention.
+type storeFlags struct {
+	db       string
+	maxAge   time.Duration
+	maxBytes int64
+	sync     string
+}
+
+func (f *storeFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.db, "db", "smtplog.db", "the store: a SQLite file, or :memory: to keep nothing on disk")
+	fs.DurationVar(&f.maxAge, "retention-max-age", 0, "delete records older than this (e.g. 720h; 0: keep)")
+	fs.Int64Var(&f.maxBytes, "retention-max-bytes", 0, "delete the oldest records while the store is larger (0: no limit)")
+	fs.StringVar(&f.sync, "store-sync", "FULL", "FULL: an acknowledged record survives power loss; NORMAL: only a crash of smtplog")
+}
+
+func (f *storeFlags) open(ctx context.Context, log *slog.Logger) (*store.Store, error) {
+	st, err := store.Open(ctx, f.db, store.Options{
+		Sync:      store.Sync(f.sync),
+		Retention: store.Retention{MaxAge: f.maxAge, MaxBytes: f.maxBytes},
+		Logger:    log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", f.db, err)
+	}
+	return st, nil
+}
+
+// httpFlags configure the web UI and API.
+type httpFlags struct {
+	addr         string
+	passwordFile string
+	tokenFile    string
+	certFile     string
+	keyFile      string
+	allowedHosts []string
+}
+
+func (f *httpFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.addr, "http", web.DefaultAddr, "web UI and API address (off: none); beyond loopback it needs --http-password-file or --http-token-file")
+	fs.StringVar(&f.passwordFile, "http-password-file", "", "users for the web UI and API: lines of user:bcrypt-hash:role (role read or admin)")
+	fs.StringVar(&f.tokenFile, "http-token-file", "", "bearer tokens: lines of sha256-hex-of-token role [name]")
+	fs.StringVar(&f.certFile, "http-tls-cert", "", "certificate (PEM) to serve HTTPS")
+	fs.StringVar(&f.keyFile, "http-tls-key", "", "private key (PEM) for --http-tls-cert")
+	fs.StringSliceVar(&f.allowedHosts, "http-allowed-host", nil, "further Host names the UI answers to (besides loopback and localhost)")
+}
+
+// server builds the web server over st; nil when --http is off.
+func (f *httpFlags) server(st *store.Store, hub *web.Hub, log *slog.Logger, ready []web.Check, routes []web.Route) (*web.Server, error) {
+	if f.addr == "off" || f.addr == "" {
+		return nil, nil
+	}
+	if _, _, err := net.SplitHostPort(f.addr); err != nil {
+		return nil, fmt.Errorf("--http %q: give HOST:PORT (or off)", f.addr)
+	}
+	var auth *web.Auth
+	if f.passwordFile != "" || f.tokenFile != "" {
+		a, err := web.LoadAuth(f.passwordFile, f.tokenFile)
+		if err != nil {
+			return nil, err
+		}
+		auth = a
+	}
+	return web.NewServer(web.Config{
+		Store:        st,
+		Tracer:       web.BuildTracer(st),
+		Hub:          hub,
+		Auth:         auth,
+		Logger:       log,
+		Ready:        ready,
+		Routes:       routes,
+		AllowedHosts: f.allowedHosts,
+		Addr:         f.addr,
+		TLSCertFile:  f.certFile,
+		TLSKeyFile:   f.keyFile,
+	})
+}
+
+// storeReady is the readiness check of the store: a cheap indexed read.
+func storeReady(st *store.Store) web.Check {
+	return web.Check{Name: "store", Check: func(ctx context.Context) error {
+		_, err := st.Search(ctx, nil, store.Page{Limit: 1})
+		return err
+	}}
+}
+
+// outputs are where serve's records go: the store first (so what live
+// viewers see is stored), then the live hub, then an optional log file.
+func outputs(st *store.Store, hub *web.Hub, extra ...record.Handler) record.Handler {
+	m := record.Multi{st}
+	if hub != nil {
+		m = append(m, hub)
+	}
+	for _, h := range extra {
+		if h != nil {
+			m = append(m, h)
+		}
+	}
+	return m
+}
+
+// webURL is where the UI answers, for the start-up log line.
+func webURL(f httpFlags) string {
+	scheme := "http"
+	if f.certFile != "" {
+		scheme = "https"
+	}
+	return scheme + "://" + f.addr + "/"
+}
