@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"reflect"
 	"sort"
@@ -295,6 +296,7 @@ func TestStats(t *testing.T) {
 	}
 	// The same aggregates, computed from the records in memory.
 	var msgs, sessions, temp, perm, tlsYes, authFail int64
+	var lats []float64
 	byStatus := map[string]int64{}
 	senders := map[string]int64{}
 	rcpts := map[string]int64{}
@@ -325,6 +327,9 @@ func TestStats(t *testing.T) {
 		if query.TLSUsed(r) {
 			tlsYes++
 		}
+		if r.LatencyMS > 0 {
+			lats = append(lats, r.LatencyMS)
+		}
 		if a, ok := query.Sender(r); ok {
 			senders[a]++
 		}
@@ -349,8 +354,18 @@ func TestStats(t *testing.T) {
 	if !reflect.DeepEqual(st.TopRecipients, wantTop) {
 		t.Errorf("top recipients %v, want %v", st.TopRecipients, wantTop)
 	}
-	if st.Latency.Count == 0 || !(st.Latency.P50 <= st.Latency.P90 && st.Latency.P90 <= st.Latency.P99 && st.Latency.P99 <= st.Latency.Max) {
-		t.Errorf("latency %+v", st.Latency)
+	sort.Float64s(lats)
+	exact := func(q float64) float64 { return lats[int(math.Ceil(q*float64(len(lats))))-1] }
+	near := func(got, want float64) bool { return got <= want && want-got <= max(0.01, want/100) }
+	if st.Latency.Count != int64(len(lats)) || !near(st.Latency.P50, exact(0.5)) || !near(st.Latency.P90, exact(0.9)) ||
+		!near(st.Latency.P99, exact(0.99)) || !near(st.Latency.Max, lats[len(lats)-1]) {
+		t.Errorf("latency %+v; want count %d p50 %v p90 %v p99 %v max %v", st.Latency, len(lats), exact(0.5), exact(0.9), exact(0.99), lats[len(lats)-1])
+	}
+	if _, wantDom := top(senders); !reflect.DeepEqual(st.TopSenderDomains, wantDom) {
+		t.Errorf("top sender domains %v, want %v", st.TopSenderDomains, wantDom)
+	}
+	if _, wantDom := top(rcpts); !reflect.DeepEqual(st.TopRecipientDomains, wantDom) {
+		t.Errorf("top recipient domains %v, want %v", st.TopRecipientDomains, wantDom)
 	}
 	if _, err := s.Stats(context.Background(), to, from, time.Hour); err == nil {
 		t.Error("empty range accepted")
