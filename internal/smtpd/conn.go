@@ -101,7 +101,6 @@ type transaction struct {
 	from        smtpwire.Path
 	rcpts       []smtpwire.Path
 	rejected    []record.Rejection
-	tStart      int
 	phases      map[string]float64
 	bdat        *bytes.Buffer
 	bdatScan    smtpwire.ChunkScanner
@@ -121,6 +120,7 @@ func newConnState(s *Server, nc net.Conn, implicitTLS bool) *conn {
 		start:       now,
 	}
 	c.transcript = smtpwire.NewTranscript(now, s.cfg.Limits.MaxTranscriptLines)
+	c.transcript.TapMax = 1000
 	c.info = &Conn{
 		SessionID:  record.NewID(now),
 		Client:     c.client,
@@ -776,12 +776,14 @@ func (c *conn) mail(cmd smtpwire.Command) bool {
 		return c.fail(smtpwire.NewReply(553, "5.6.7", "Non-ASCII address without SMTPUTF8"), "")
 	}
 	start := c.now()
-	tStart := c.transcript.Len() - 1
+	c.transcript.StartTap()
 	rep := c.sess.Mail(c.ctx, p)
-	if rep.Class() == 2 {
-		c.tx = &transaction{start: start, from: p, tStart: tStart, phases: map[string]float64{}}
-		c.tx.phases["mail"] = record.MS(c.now().Sub(start))
+	if rep.Class() != 2 {
+		c.transcript.StopTap()
+		return c.backendReply(rep)
 	}
+	c.tx = &transaction{start: start, from: p, phases: map[string]float64{}}
+	c.tx.phases["mail"] = record.MS(c.now().Sub(start))
 	return c.backendReply(rep)
 }
 
@@ -1115,9 +1117,10 @@ func (c *conn) completeRecord(rec *record.Record, tx *transaction, rep smtpwire.
 	rec.PhasesMS = tx.phases
 	if !c.s.cfg.NoMessageTranscript {
 		// The final reply is added to the transcript by reply(); include it.
-		rec.Transcript = c.transcript.Since(max(tx.tStart, 0))
+		rec.Transcript = c.transcript.Tap()
 		rec.Transcript = append(rec.Transcript, record.TranscriptLine{TMS: record.MS(now.Sub(c.start)), Dir: "S", Line: strings.TrimSuffix(string(rep.Wire()), "\r\n")})
 	}
+	c.transcript.StopTap()
 }
 
 // endTx records a transaction that ended without content (RSET, QUIT, a
@@ -1143,8 +1146,9 @@ func (c *conn) endTx(why string) {
 	rec.LatencyMS = record.MS(c.now().Sub(tx.start))
 	rec.PhasesMS = tx.phases
 	if !c.s.cfg.NoMessageTranscript {
-		rec.Transcript = c.transcript.Since(max(tx.tStart, 0))
+		rec.Transcript = c.transcript.Tap()
 	}
+	c.transcript.StopTap()
 	if tx.bdat != nil {
 		rec.Size = tx.bdatSize
 	}

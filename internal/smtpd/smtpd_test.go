@@ -756,3 +756,29 @@ func TestRefusedHelloAnsweredOnce(t *testing.T) {
 	c.Cmd("EHLO ok.example", 250)
 	c.Cmd("QUIT", 221)
 }
+
+// TestLongSessionKeepsMessageTranscripts: when a session's transcript is
+// full, its later messages still carry their own dialogue.
+func TestLongSessionKeepsMessageTranscripts(t *testing.T) {
+	h := start(t, func(c *Config) { c.Limits.MaxTranscriptLines = 20 })
+	c := h.dial()
+	c.Cmd("EHLO x.example", 250)
+	for i := 0; i < 5; i++ {
+		c.Cmd("MAIL FROM:<a@x.example>", 250)
+		c.Cmd("RCPT TO:<v@up.test>", 250)
+		c.Cmd("DATA", 354)
+		c.Send("Subject: x\r\n\r\nhi\r\n.\r\n")
+		c.Expect(250)
+	}
+	c.Cmd("QUIT", 221)
+	recs := h.wait(6)
+	for _, m := range byType(recs, record.TypeMessage) {
+		if len(m.Transcript) != 8 || m.Transcript[0].Line != "MAIL FROM:<a@x.example>" || !strings.HasPrefix(m.Transcript[7].Line, "250 2.0.0") {
+			t.Errorf("message transcript: %+v", m.Transcript)
+		}
+	}
+	s := byType(recs, record.TypeSession)[0]
+	if len(s.Transcript) != 20 || !strings.HasPrefix(strings.Join(s.Flags, ","), "transcript_truncated:") {
+		t.Errorf("session transcript %d lines, flags %q", len(s.Transcript), s.Flags)
+	}
+}

@@ -16,6 +16,15 @@ type Transcript struct {
 	Max     int
 	Lines   []record.TranscriptLine
 	Omitted int
+
+	// A tap copies the lines of one transaction for its message record,
+	// independently of Max, so a long session's later messages keep their
+	// dialogue; it is bounded by TapMax.
+	TapMax  int
+	tap     []record.TranscriptLine
+	tapping bool
+	last    record.TranscriptLine
+	hasLast bool
 }
 
 // NewTranscript starts a transcript at start with at most max lines.
@@ -29,16 +38,53 @@ func (t *Transcript) Add(now time.Time, dir, leg, line string) {
 	if t == nil {
 		return
 	}
-	if t.Max > 0 && len(t.Lines) >= t.Max {
-		t.Omitted++
-		return
-	}
-	t.Lines = append(t.Lines, record.TranscriptLine{
+	l := record.TranscriptLine{
 		TMS:  record.MS(now.Sub(t.Start)),
 		Dir:  dir,
 		Leg:  leg,
 		Line: line,
-	})
+	}
+	t.last, t.hasLast = l, true
+	if t.tapping && (t.TapMax <= 0 || len(t.tap) < t.TapMax) {
+		t.tap = append(t.tap, l)
+	}
+	if t.Max > 0 && len(t.Lines) >= t.Max {
+		t.Omitted++
+		return
+	}
+	t.Lines = append(t.Lines, l)
+}
+
+// StartTap begins copying lines for one transaction, starting with the
+// line added last (the command that opens the transaction).
+func (t *Transcript) StartTap() {
+	if t == nil {
+		return
+	}
+	t.tapping = true
+	t.tap = t.tap[:0:0]
+	if t.hasLast {
+		t.tap = append(t.tap, t.last)
+	}
+}
+
+// Tap returns a copy of the lines since StartTap.
+func (t *Transcript) Tap() []record.TranscriptLine {
+	if t == nil || len(t.tap) == 0 {
+		return nil
+	}
+	out := make([]record.TranscriptLine, len(t.tap))
+	copy(out, t.tap)
+	return out
+}
+
+// StopTap ends the transaction's copy.
+func (t *Transcript) StopTap() {
+	if t == nil {
+		return
+	}
+	t.tapping = false
+	t.tap = nil
 }
 
 // AddReply appends every line of a reply as the server sent it.
@@ -50,17 +96,6 @@ func (t *Transcript) AddReply(now time.Time, leg string, r Reply) {
 	for _, l := range strings.Split(wire, "\r\n") {
 		t.Add(now, "S", leg, l)
 	}
-}
-
-// Since returns the lines added from index i on, for a message record's
-// share of a session transcript.
-func (t *Transcript) Since(i int) []record.TranscriptLine {
-	if t == nil || i >= len(t.Lines) {
-		return nil
-	}
-	out := make([]record.TranscriptLine, len(t.Lines)-i)
-	copy(out, t.Lines[i:])
-	return out
 }
 
 // Len is the number of lines kept.
