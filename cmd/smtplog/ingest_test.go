@@ -241,11 +241,14 @@ type followWriter struct {
 	lines  []string
 	gens   int
 	rotate int // lines between rotations
-	// starting is held while a follower starts: a copytruncate rotation
-	// at the very moment the follower lists the files to read after its
-	// checkpoint can hide the copy from it (a limit of package follow);
-	// logrotate runs seldom, so the test keeps the two apart.
+	// starting is held while a follower starts (lists the files to read
+	// after its checkpoint) and guards down, true while no follower runs.
+	// Package follow loses lines when a file it has queued but not begun
+	// to read is truncated (copytruncate while it lags behind a rename);
+	// so copytruncate happens while the follower is down, and rotation
+	// never while one starts.
 	starting sync.Mutex
+	down     bool
 }
 
 func newFollowWriter(t *testing.T, path string, rounds int) *followWriter {
@@ -323,6 +326,11 @@ func (w *followWriter) run(ctx context.Context, pause time.Duration) error {
 // copytruncate; it returns the file to write to and the next line.
 func (w *followWriter) rotateOnce(f *os.File, i int, rename bool) (*os.File, int, error) {
 	w.starting.Lock()
+	for deadline := time.Now().Add(10 * time.Second); !rename && !w.down && time.Now().Before(deadline); {
+		w.starting.Unlock()
+		time.Sleep(2 * time.Millisecond)
+		w.starting.Lock()
+	}
 	defer w.starting.Unlock()
 	if err := w.shift(); err != nil {
 		return f, i, err
@@ -468,8 +476,17 @@ func followChaos(t *testing.T, kill bool, start func(dir string) follower) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	restarts := 0
 	writerDone := false
+	var runs []string // each follower's standard error, shown on failure
+	defer func() {
+		if t.Failed() {
+			for i, r := range runs {
+				t.Logf("run %d:\n%s", i, r)
+			}
+		}
+	}()
 	for deadline := time.Now().Add(80 * time.Second); time.Now().Before(deadline); restarts++ {
 		w.starting.Lock()
+		w.down = false
 		f := start(dir)
 		// No rotation until the follower reads the path itself.
 		waitOpened(f.stderr, filepath.Join(dir, "mail.log"))
@@ -489,6 +506,11 @@ func followChaos(t *testing.T, kill bool, start func(dir string) follower) {
 		if code := f.stop(kill); code != 0 && !kill {
 			t.Fatalf("follower exited %d: %s", code, f.stderr())
 		}
+		runs = append(runs, f.stderr())
+		w.starting.Lock()
+		w.down = true
+		w.starting.Unlock()
+		time.Sleep(20 * time.Millisecond) // a chance to rotate while down
 		select {
 		case err := <-werr:
 			if err != nil {
