@@ -42,7 +42,11 @@ are never all complete for --max-journal lines is cut there (counted), and
 a message open across such a cut can come out as two incomplete records
 after a restart; lines lost by rotation itself (copytruncate's window,
 rotated files compressed before they were read) are reported, not
-recovered. Use one --checkpoint-dir per output.`
+recovered; a copytruncate of a file the follower has queued but not begun
+to read (it lags behind a rename rotation just before) is not detected.
+The replay assumes that an MTA's records after a point where none of its
+messages was open depend only on the lines after it; replays that differ
+are counted. Use one --checkpoint-dir per output.`
 
 // followState is the state file of one followed FILE.
 type followState struct {
