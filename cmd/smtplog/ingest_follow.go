@@ -249,7 +249,7 @@ func runFollow(ctx context.Context, e *env, c ingestConfig) (err error) {
 		if r.unw != nil {
 			po.Unparsed = r.unw
 		}
-		res, err := mtalog.NewResumer(mtalog.ResumeOptions{Pipeline: po, MaxLines: c.maxJournal}, st.Resume)
+		res, err := mtalog.NewResumer(mtalog.ResumeOptions{Pipeline: po, MaxLines: c.maxJournal, Ephemeral: c.checkpointDir == ""}, st.Resume)
 		if err != nil {
 			return exitError{code: 2, msg: err.Error()}
 		}

@@ -90,6 +90,9 @@ type ResumeOptions struct {
 	// Bounds of the journal: lines and bytes (defaults 200000 and 64 MiB).
 	MaxLines int
 	MaxBytes int64
+	// Ephemeral: the consumer keeps no state (nothing to resume from), so
+	// nothing is journaled and From simply follows the last commit.
+	Ephemeral bool
 }
 
 // ResumeStats count what a Resumer did.
@@ -184,14 +187,18 @@ func (r *Resumer) Feed(ctx context.Context, l Line) error {
 	if err := r.catchUp(ctx); err != nil {
 		return err
 	}
-	l = cloneLine(l)
+	if !r.opt.Ephemeral {
+		l = cloneLine(l)
+	}
 	if err := r.p.Feed(ctx, l); err != nil {
 		return err
 	}
 	r.fed++
-	r.sinceRun++
-	r.journal = append(r.journal, journalEntry{line: l})
-	r.jbytes += int64(len(l.Raw) + 64)
+	if !r.opt.Ephemeral {
+		r.sinceRun++
+		r.journal = append(r.journal, journalEntry{line: l})
+		r.jbytes += int64(len(l.Raw) + 64)
+	}
 	return r.catchUp(ctx)
 }
 
@@ -245,7 +252,7 @@ func (r *Resumer) FlushIdle(ctx context.Context, before time.Time) error {
 	if err := r.p.Flush(ctx, before); err != nil {
 		return err
 	}
-	if r.state.Records != n {
+	if r.state.Records != n && !r.opt.Ephemeral {
 		m := FlushMark{Lines: r.fed, Before: before}
 		r.state.Flushes = append(r.state.Flushes, m)
 		r.journal = append(r.journal, journalEntry{flush: &m})
@@ -267,6 +274,11 @@ func (r *Resumer) Commit(ctx context.Context, at json.RawMessage) (ResumeState, 
 		st := r.loaded
 		st.Flushes = slices.Clone(st.Flushes)
 		return st, nil
+	}
+	if r.opt.Ephemeral {
+		r.state = ResumeState{From: append(json.RawMessage(nil), at...)}
+		r.fed = 0
+		return r.state, nil
 	}
 	overflow := len(r.journal) > r.opt.MaxLines || r.jbytes > r.opt.MaxBytes || len(r.state.Flushes) >= maxFlushMarks
 	if overflow {
