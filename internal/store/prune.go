@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -54,6 +55,9 @@ func (s *Store) Prune(ctx context.Context, olderThan time.Time, maxBytes int64) 
 		}
 	}
 	if res.Deleted > 0 {
+		if err := s.dropOldTerms(ctx); err != nil {
+			return res, err
+		}
 		err := s.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			_, err := tx.ExecContext(ctx, "PRAGMA incremental_vacuum")
 			return err
@@ -126,3 +130,29 @@ func (s *Store) usedBytes(ctx context.Context) (int64, error) {
 
 // Size returns the bytes in use in the database.
 func (s *Store) Size(ctx context.Context) (int64, error) { return s.usedBytes(ctx) }
+
+// dropOldTerms deletes the terms (and buckets) older than the oldest
+// record's bucket: what retention left behind. Terms of records deleted
+// otherwise (capture retention) stay until their bucket is that old; a
+// lookup verifies every term against the record, so they cost only space.
+func (s *Store) dropOldTerms(ctx context.Context) error {
+	err := s.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var oldest sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT min(ts) FROM records`).Scan(&oldest); err != nil {
+			return err
+		}
+		cut := int64(math.MaxInt64)
+		if oldest.Valid {
+			cut = bucketOf(oldest.Int64)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM terms WHERE bucket < ?`, cut); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM buckets WHERE b < ?`, cut)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: prune: old terms: %w", err)
+	}
+	return nil
+}

@@ -66,7 +66,7 @@ func (s *Store) Search(ctx context.Context, q *query.Query, page Page) (Result, 
 		limit = 50
 	}
 	limit = min(limit, 1000)
-	b := &sqlBuilder{}
+	b := newSQLBuilder(q)
 	where := "1"
 	if q != nil && q.Expr != nil {
 		w, err := b.expr(q.Expr)
@@ -144,7 +144,9 @@ func (s *Store) ByMessageID(ctx context.Context, msgid string) ([]Item, error) {
 	if id == "" {
 		return nil, nil
 	}
-	return s.lookup(ctx, "r.message_id = ?", id)
+	b := newSQLBuilder(nil)
+	where := b.termSQL(tagMessageID, id) + " AND r.message_id = " + b.arg(id)
+	return s.lookup(ctx, where, b.args...)
 }
 
 // ByQueueID returns every record with this queue ID, as its own or as the
@@ -154,7 +156,10 @@ func (s *Store) ByQueueID(ctx context.Context, queueID string) ([]Item, error) {
 	if queueID == "" {
 		return nil, nil
 	}
-	return s.lookup(ctx, "r.queue_id = ? OR r.id IN (SELECT record_id FROM deliveries WHERE queue_id = ?)", queueID, queueID)
+	b := newSQLBuilder(nil)
+	where := "r.queue_id = " + b.arg(queueID) + " OR (" + b.termSQL(tagDelivQID, queueID) +
+		" AND EXISTS (SELECT 1 FROM deliveries d WHERE d.record_id = r.id AND d.queue_id = " + b.arg(queueID) + "))"
+	return s.lookup(ctx, where, b.args...)
 }
 
 func (s *Store) lookup(ctx context.Context, where string, args ...any) ([]Item, error) {

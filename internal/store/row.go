@@ -27,8 +27,9 @@ type row struct {
 	rejected   []record.Rejection
 	deliveries []record.Delivery
 	codes      []query.ReplyCode
-	transcript []byte // compressed, nil when none
-	text       string // for FTS, "" when it has no words
+	transcript []byte  // compressed, nil when none
+	text       string  // for FTS, "" when it has no words
+	hashes     []int64 // term hashes (terms.go)
 }
 
 type rcptRow struct {
@@ -93,10 +94,23 @@ func (s *Store) prepareRow(r *record.Record) (*row, error) {
 	if a, ok := query.Sender(r); ok {
 		mailFrom = a
 		fromDomain = nullStr(query.Domain(a))
+		if a != "" {
+			rw.hashes = append(rw.hashes, termHash(tagSender, a))
+		}
 	}
 	var ip any
 	if a, ok := query.ClientAddr(r); ok {
-		ip = ipBytes(a)
+		b := ipBytes(a)
+		ip = b
+		rw.hashes = append(rw.hashes, termHash(tagClientIP, string(b)))
+	}
+	if id := query.NormMessageID(r.MessageID); id != "" {
+		rw.hashes = append(rw.hashes, termHash(tagMessageID, id))
+	}
+	for _, d := range r.Deliveries {
+		if d.QueueID != "" {
+			rw.hashes = append(rw.hashes, termHash(tagDelivQID, d.QueueID))
+		}
 	}
 	tls := 0
 	if query.TLSUsed(r) {
@@ -129,6 +143,7 @@ func (s *Store) prepareRow(r *record.Record) (*row, error) {
 	}
 	for _, a := range query.Recipients(r) {
 		rw.rcpts = append(rw.rcpts, rcptRow{addr: a, domain: nullStr(query.Domain(a)), kind: kinds[a]})
+		rw.hashes = append(rw.hashes, termHash(tagRcpt, a))
 	}
 	rw.rejected = r.RejectedRcpt
 	rw.deliveries = r.Deliveries
@@ -197,7 +212,9 @@ var (
 	tCodes       = table{`INSERT INTO codes (record_id, reply, enhanced) VALUES `, 3}
 	tTranscripts = table{`INSERT INTO transcripts (record_id, data) VALUES `, 2}
 	tFTS         = table{`INSERT INTO fts (rowid, text) VALUES `, 2}
-	tables       = []table{tRecords, tRcpts, tRejected, tDeliveries, tCodes, tTranscripts, tFTS}
+	tTerms       = table{`INSERT OR IGNORE INTO terms (bucket, h, rid) VALUES `, 3}
+	tBuckets     = table{`INSERT OR IGNORE INTO buckets (b) VALUES `, 1}
+	tables       = []table{tRecords, tRcpts, tRejected, tDeliveries, tCodes, tTranscripts, tFTS, tTerms, tBuckets}
 )
 
 func (t table) sql(rows int) string {
@@ -271,10 +288,15 @@ func (in *inserts) insert(ctx context.Context, tx *sql.Tx, batch []*item) (err e
 			in.nextID = 0 // the transaction rolls back: read it again
 		}
 	}()
-	var recs, rcpts, rejected, deliveries, codes, transcripts, fts []any
+	var recs, rcpts, rejected, deliveries, codes, transcripts, fts, terms, buckets []any
+	var ts []term
 	id := first
 	for _, it := range batch {
 		for _, rw := range it.rows {
+			bk := bucketOf(rw.ts)
+			for _, h := range rw.hashes {
+				ts = append(ts, term{bk, h, id})
+			}
 			recs = append(recs, id)
 			recs = append(recs, rw.rec...)
 			for _, r := range rw.rcpts {
@@ -299,10 +321,19 @@ func (in *inserts) insert(ctx context.Context, tx *sql.Tx, batch []*item) (err e
 			id++
 		}
 	}
+	// In key order, so that the B-tree is walked once, page after page.
+	ts = sortTerms(ts)
+	for i, t := range ts {
+		terms = append(terms, t.bucket, t.h, t.rid)
+		if i == 0 || t.bucket != ts[i-1].bucket {
+			buckets = append(buckets, t.bucket)
+		}
+	}
 	for _, x := range []struct {
 		t    table
 		args []any
-	}{{tRecords, recs}, {tRcpts, rcpts}, {tRejected, rejected}, {tDeliveries, deliveries}, {tCodes, codes}, {tTranscripts, transcripts}, {tFTS, fts}} {
+	}{{tRecords, recs}, {tRcpts, rcpts}, {tRejected, rejected}, {tDeliveries, deliveries}, {tCodes, codes},
+		{tTranscripts, transcripts}, {tFTS, fts}, {tTerms, terms}, {tBuckets, buckets}} {
 		if err := in.exec(ctx, tx, x.t, x.args); err != nil {
 			return err
 		}

@@ -14,8 +14,39 @@ import (
 // A term's SQL may be NULL where Match says false (a NULL column); WHERE,
 // AND and OR treat NULL as false monotonically, and NOT is the only place
 // where that would differ, so a negation is wrapped in coalesce(…, 0).
+//
+// Exact keys that have terms (see terms.go) are looked up through them and
+// then compared with the column; buckets is the range of buckets those
+// lookups probe, narrowed by the query's top-level time bounds.
 type sqlBuilder struct {
-	args []any
+	args    []any
+	buckets bucketRange
+}
+
+func newSQLBuilder(q *query.Query) *sqlBuilder {
+	b := &sqlBuilder{buckets: allBuckets()}
+	if q == nil || q.Expr == nil {
+		return b
+	}
+	// Only terms every match must satisfy may narrow the probes: the
+	// expression itself or the operands of a top-level AND.
+	top := []query.Expr{q.Expr}
+	if a, ok := q.Expr.(*query.And); ok {
+		top = a.X
+	}
+	for _, x := range top {
+		t, ok := x.(*query.Term)
+		if !ok {
+			continue
+		}
+		switch t.Field {
+		case query.FieldAfter:
+			b.buckets.after(unixNano(t.Time))
+		case query.FieldBefore:
+			b.buckets.before(unixNano(t.Time))
+		}
+	}
+	return b
 }
 
 func (b *sqlBuilder) arg(v any) string {
@@ -84,18 +115,24 @@ func (b *sqlBuilder) pattern(col string, p query.Pattern) string {
 func (b *sqlBuilder) term(t *query.Term) (string, error) {
 	switch t.Field {
 	case query.FieldFrom:
-		if t.Pattern.Kind == query.DomainOf {
+		switch t.Pattern.Kind {
+		case query.DomainOf:
 			return "r.from_domain = " + b.arg(t.Pattern.S), nil
+		case query.Exact:
+			if t.Pattern.S != "" {
+				return "(" + b.termSQL(tagSender, t.Pattern.S) + " AND r.mail_from = " + b.arg(t.Pattern.S) + ")", nil
+			}
 		}
 		return b.pattern("r.mail_from", t.Pattern), nil
 	case query.FieldTo:
-		var p string
-		if t.Pattern.Kind == query.DomainOf {
-			p = "domain = " + b.arg(t.Pattern.S)
-		} else {
-			p = b.pattern("addr", t.Pattern)
+		switch t.Pattern.Kind {
+		case query.DomainOf:
+			return "r.id IN (SELECT record_id FROM rcpts WHERE domain = " + b.arg(t.Pattern.S) + ")", nil
+		case query.Exact:
+			return "(" + b.termSQL(tagRcpt, t.Pattern.S) +
+				" AND EXISTS (SELECT 1 FROM rcpts WHERE record_id = r.id AND addr = " + b.arg(t.Pattern.S) + "))", nil
 		}
-		return "r.id IN (SELECT record_id FROM rcpts WHERE " + p + ")", nil
+		return "r.id IN (SELECT record_id FROM rcpts WHERE " + b.pattern("addr", t.Pattern) + ")", nil
 	case query.FieldDomain:
 		return "(" + b.pattern("r.from_domain", t.Pattern) + " OR r.id IN (SELECT record_id FROM rcpts WHERE " +
 			b.pattern("domain", t.Pattern) + "))", nil
@@ -106,15 +143,19 @@ func (b *sqlBuilder) term(t *query.Term) (string, error) {
 	case query.FieldType:
 		return "r.type = " + b.arg(t.Pattern.S), nil
 	case query.FieldMsgID:
-		return "r.message_id = " + b.arg(t.Pattern.S), nil
+		return "(" + b.termSQL(tagMessageID, t.Pattern.S) + " AND r.message_id = " + b.arg(t.Pattern.S) + ")", nil
 	case query.FieldQueue:
-		return "(r.queue_id = " + b.arg(t.Pattern.S) + " OR r.id IN (SELECT record_id FROM deliveries WHERE queue_id = " +
-			b.arg(t.Pattern.S) + "))", nil
+		return "(r.queue_id = " + b.arg(t.Pattern.S) + " OR (" + b.termSQL(tagDelivQID, t.Pattern.S) +
+			" AND EXISTS (SELECT 1 FROM deliveries d WHERE d.record_id = r.id AND d.queue_id = " + b.arg(t.Pattern.S) + ")))", nil
 	case query.FieldSession:
 		return "r.session_id = " + b.arg(t.Pattern.S), nil
 	case query.FieldIP:
 		lo, hi := prefixRange(t.Prefix)
-		return "(r.client_ip BETWEEN " + b.arg(lo) + " AND " + b.arg(hi) + " AND length(r.client_ip) = " +
+		s := "("
+		if string(lo) == string(hi) { // one address (bind in the order of the text)
+			s += b.termSQL(tagClientIP, string(lo)) + " AND "
+		}
+		return s + "r.client_ip BETWEEN " + b.arg(lo) + " AND " + b.arg(hi) + " AND length(r.client_ip) = " +
 			b.arg(len(lo)) + ")", nil
 	case query.FieldUser:
 		return b.pattern("r.username", t.Pattern), nil

@@ -32,12 +32,32 @@ CREATE TABLE records (
 
 -- Time ranges, keyset paging, and the dashboard's aggregates (covering).
 CREATE INDEX records_ts ON records (ts, type, status, reply_code, tls, latency_ms, auth_result, mail_from);
-CREATE INDEX records_message_id ON records (message_id) WHERE message_id IS NOT NULL;
+-- Capture retention (raw_messages) and Store.Session look these up.
 CREATE INDEX records_queue_id ON records (queue_id) WHERE queue_id IS NOT NULL;
 CREATE INDEX records_session_id ON records (session_id, ts) WHERE session_id IS NOT NULL;
-CREATE INDEX records_mail_from ON records (mail_from, ts) WHERE mail_from IS NOT NULL;
+-- Few distinct keys, each appended to in time order; searches by domain
+-- over a time range read them newest first and stop at a page.
 CREATE INDEX records_from_domain ON records (from_domain, ts) WHERE from_domain IS NOT NULL;
-CREATE INDEX records_client_ip ON records (client_ip) WHERE client_ip IS NOT NULL;
+
+-- Exact-key lookups (Message-ID, sender, client address, recipient, a
+-- delivery's queue ID): one entry per distinct key of a record, keyed by the
+-- hour of the record's timestamp first, so that a batch of new records
+-- touches only the current hour's pages instead of one page per key across
+-- the whole index. h is a field-tagged 64-bit FNV-1a hash of the value as
+-- stored in its column (see terms.go); a lookup probes every hour in
+-- "buckets" (or those a time range leaves) and then compares the column
+-- itself, so a collision costs a wasted probe, never a wrong answer.
+CREATE TABLE terms (
+	bucket INTEGER NOT NULL,               -- ts / 1 hour
+	h      INTEGER NOT NULL,
+	rid    INTEGER NOT NULL,               -- records.id
+	PRIMARY KEY (bucket, h, rid)
+) WITHOUT ROWID;
+
+-- The hours that have terms.
+CREATE TABLE buckets (
+	b INTEGER PRIMARY KEY
+);
 
 -- Every distinct recipient of a record. kind is a bit set: 1 accepted
 -- (rcpt_to), 2 refused (rejected_rcpt), 4 delivered to (deliveries).
@@ -49,7 +69,6 @@ CREATE TABLE rcpts (
 	kind      INTEGER NOT NULL,
 	PRIMARY KEY (record_id, addr)
 ) WITHOUT ROWID;
-CREATE INDEX rcpts_addr ON rcpts (addr, ts);
 CREATE INDEX rcpts_domain ON rcpts (domain, ts) WHERE domain IS NOT NULL;
 CREATE INDEX rcpts_ts ON rcpts (ts, kind, addr);
 
@@ -76,7 +95,6 @@ CREATE TABLE deliveries (
 	queue_id  TEXT,                        -- a re-injected copy's queue ID
 	PRIMARY KEY (record_id, seq)
 ) WITHOUT ROWID;
-CREATE INDEX deliveries_queue_id ON deliveries (queue_id) WHERE queue_id IS NOT NULL;
 
 -- Every distinct reply code seen in a record (query.Codes); 0 and '' when
 -- a part is unknown.

@@ -1,0 +1,114 @@
+package store
+
+import (
+	"math"
+	"slices"
+)
+
+// Exact-key lookups go through the table "terms" (see migration 0001):
+// (hour of the record's timestamp, hash of a field-tagged value, record ID).
+// Keying by the hour first keeps a batch's new entries on the current
+// hour's pages; a lookup probes each hour listed in "buckets".
+
+// bucketNanos is the width of a terms bucket.
+const bucketNanos = int64(3600) * 1e9
+
+// bucketOf returns the bucket of a timestamp in Unix nanoseconds (floor
+// division, so that times before 1970 stay in order).
+func bucketOf(ts int64) int64 {
+	b := ts / bucketNanos
+	if ts%bucketNanos < 0 {
+		b--
+	}
+	return b
+}
+
+// Field tags of term hashes.
+const (
+	tagMessageID byte = 'm' // records.message_id
+	tagSender    byte = 'f' // records.mail_from, not the null sender
+	tagClientIP  byte = 'i' // records.client_ip
+	tagRcpt      byte = 'r' // rcpts.addr
+	tagDelivQID  byte = 'q' // deliveries.queue_id
+)
+
+// termHash is the 64-bit FNV-1a hash of tag followed by v, as stored in an
+// INTEGER column.
+func termHash(tag byte, v string) int64 {
+	const (
+		offset = 14695981039346656037
+		prime  = 1099511628211
+	)
+	h := uint64(offset)
+	h ^= uint64(tag)
+	h *= prime
+	for i := 0; i < len(v); i++ {
+		h ^= uint64(v[i])
+		h *= prime
+	}
+	return int64(h)
+}
+
+// term is one row of the terms table.
+type term struct{ bucket, h, rid int64 }
+
+func compareTerms(a, b term) int {
+	switch {
+	case a.bucket != b.bucket:
+		return cmpInt(a.bucket, b.bucket)
+	case a.h != b.h:
+		return cmpInt(a.h, b.h)
+	}
+	return cmpInt(a.rid, b.rid)
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// sortTerms sorts ts by key and drops duplicates (a record may name the
+// same key twice, e.g. two deliveries with one queue ID).
+func sortTerms(ts []term) []term {
+	slices.SortFunc(ts, compareTerms)
+	return slices.Compact(ts)
+}
+
+// bucketRange is the range of buckets a lookup probes: all of them, or
+// those that a time range [lo, hi) of timestamps in Unix nanoseconds can
+// fall in.
+type bucketRange struct {
+	lo, hi int64 // inclusive
+}
+
+func allBuckets() bucketRange { return bucketRange{math.MinInt64, math.MaxInt64} }
+
+// after restricts r to timestamps >= ts; before to timestamps < ts.
+func (r *bucketRange) after(ts int64) { r.lo = max(r.lo, bucketOf(ts)) }
+
+func (r *bucketRange) before(ts int64) {
+	if ts == math.MinInt64 {
+		r.hi = math.MinInt64
+		r.lo = math.MaxInt64 // empty
+		return
+	}
+	r.hi = min(r.hi, bucketOf(ts-1))
+}
+
+// termSQL returns an expression that is true for the records (aliased r)
+// that may have the term (tag, v) in the buckets b probes, with its
+// arguments bound through b. The caller must also compare the column
+// itself.
+func (b *sqlBuilder) termSQL(tag byte, v string) string {
+	h := termHash(tag, v)
+	s := "r.id IN (SELECT t.rid FROM buckets bk CROSS JOIN terms t ON t.bucket = bk.b AND t.h = " + b.arg(h)
+	if b.buckets != allBuckets() {
+		s += " WHERE bk.b BETWEEN " + b.arg(b.buckets.lo) + " AND " + b.arg(b.buckets.hi)
+	}
+	return s + ")"
+}
