@@ -32,6 +32,7 @@ func newServeCmd(e *env) *cobra.Command {
 		flushEv  time.Duration
 		stf      storeFlags
 		hf       httpFlags
+		cf       captureFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -83,8 +84,6 @@ incomplete.`,
 				be = rb
 				policy = smtpd.DataReject
 				source = record.SourceProxy
-			} else {
-				be = capture.New(capture.Config{Domains: domains})
 			}
 			scfg, err := sf.config(policy)
 			if err != nil {
@@ -124,7 +123,20 @@ incomplete.`,
 				extra = append(extra, out)
 			}
 			handler := outputs(st, hub, extra...)
-			ws, err := hf.server(st, hub, log, []web.Check{storeReady(st)}, nil)
+			var routes []web.Route
+			if up.addr == "" {
+				cp, err := cf.open(st, handler, log)
+				if err != nil {
+					return exitError{code: 2, msg: err.Error()}
+				}
+				defer cp.close()
+				be = capture.New(capture.Config{Domains: domains, Keep: cp.api.Keep, Chaos: cp.chaos})
+				routes = cp.api.Routes()
+				if cp.hook != nil {
+					handler = record.Multi{handler, cp.hook}
+				}
+			}
+			ws, err := hf.server(st, hub, log, []web.Check{storeReady(st)}, routes)
 			if err != nil {
 				return exitError{code: 2, msg: err.Error()}
 			}
@@ -175,5 +187,6 @@ incomplete.`,
 	fs.Lookup("log-file").Usage = "also write records to this file (appended), or - for standard output"
 	stf.register(fs)
 	hf.register(fs)
+	cf.register(fs)
 	return cmd
 }

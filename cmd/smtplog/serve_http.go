@@ -9,6 +9,10 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/smtplog/smtplog/internal/capture/api"
+	"github.com/smtplog/smtplog/internal/chaos"
+	"github.com/smtplog/smtplog/internal/sink/webhook"
+
 	"github.com/smtplog/smtplog/internal/record"
 	"github.com/smtplog/smtplog/internal/store"
 	"github.com/smtplog/smtplog/internal/web"
@@ -121,4 +125,68 @@ func webURL(f httpFlags) string {
 		scheme = "https"
 	}
 	return scheme + "://" + f.addr + "/"
+}
+
+// captureFlags configure capture mode's message keeping, chaos and webhook.
+type captureFlags struct {
+	keep          int
+	maxAge        time.Duration
+	chaos         []string
+	webhook       string
+	webhookSecret string
+}
+
+func (f *captureFlags) register(fs *pflag.FlagSet) {
+	fs.IntVar(&f.keep, "keep", 500, "capture mode: keep the newest N messages (negative: no limit)")
+	fs.DurationVar(&f.maxAge, "keep-max-age", 0, "capture mode: delete messages older than this (0: no limit)")
+	fs.StringArrayVar(&f.chaos, "chaos", nil, "capture mode: answer a command with an error, e.g. 'RCPT=451 4.7.1 Try later', 'DATA=552 5.3.4 Too big@10%' (repeatable; also GET/PUT /api/chaos)")
+	fs.StringVar(&f.webhook, "webhook", "", "capture mode: POST a JSON summary of each new message to this URL")
+	fs.StringVar(&f.webhookSecret, "webhook-secret", "", "sign webhook bodies with HMAC-SHA256 under this secret (X-Smtplog-Signature)")
+}
+
+// capturePieces are capture mode's parts, closed in reverse order.
+type capturePieces struct {
+	api    *api.API
+	chaos  *chaos.Chaos
+	hook   *webhook.Sink
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (f *captureFlags) open(st *store.Store, release record.Handler, log *slog.Logger) (*capturePieces, error) {
+	rules, err := chaos.ParseRules(f.chaos...)
+	if err != nil {
+		return nil, fmt.Errorf("--chaos: %w", err)
+	}
+	ch, err := chaos.New(rules, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--chaos: %w", err)
+	}
+	a, err := api.New(st, ch, log, api.Options{Keep: f.keep, MaxAge: f.maxAge, Release: release, Version: version})
+	if err != nil {
+		return nil, err
+	}
+	cp := &capturePieces{api: a, chaos: ch}
+	if f.webhook != "" {
+		hook, err := webhook.New(webhook.Config{URL: f.webhook, Secret: f.webhookSecret, Logger: log})
+		if err != nil {
+			a.Close()
+			return nil, fmt.Errorf("--webhook: %w", err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cp.hook, cp.cancel, cp.done = hook, cancel, make(chan struct{})
+		go func() {
+			defer close(cp.done)
+			hook.Run(ctx)
+		}()
+	}
+	return cp, nil
+}
+
+func (cp *capturePieces) close() {
+	if cp.cancel != nil {
+		cp.cancel()
+		<-cp.done
+	}
+	cp.api.Close()
 }

@@ -28,7 +28,8 @@ func TestServeDefaultsStoreAndWeb(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, e, []string{"serve", "--smtp", smtpAddr, "--http", httpAddr, "--db", db, "--hostname", "capture.test"})
+		done <- run(ctx, e, []string{"serve", "--smtp", smtpAddr, "--http", httpAddr, "--db", db, "--hostname", "capture.test",
+			"--chaos", "RCPT:*@fail.example=550 5.1.1 No such user"})
 	}()
 	stopped := false
 	stop := func() {
@@ -67,6 +68,10 @@ func TestServeDefaultsStoreAndWeb(t *testing.T) {
 		"--header", "Message-Id: <serve-1@dev.example>", "--header", "Subject: welcome <b>aboard</b>").CombinedOutput()
 	if err != nil || !strings.Contains(string(res), "queued as") {
 		t.Fatalf("swaks: %v\n%s", err, res)
+	}
+	res, _ = exec.Command(swaks, "-s", host, "-p", port, "-f", "app@dev.example", "-t", "x@fail.example").CombinedOutput()
+	if !strings.Contains(string(res), "550 5.1.1 No such user") {
+		t.Errorf("--chaos rule not applied:\n%s", res)
 	}
 	if out.String() != "" {
 		t.Errorf("records on standard output without --log-file: %q", out.String())
@@ -112,6 +117,32 @@ func TestServeDefaultsStoreAndWeb(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'self'") || !strings.Contains(string(page), "<html") {
 		t.Errorf("UI: %d %q", resp.StatusCode, resp.Header.Get("Content-Security-Policy"))
+	}
+	// Mailpit's API sees the message, with its exact bytes.
+	var mp struct {
+		Total    int `json:"total"`
+		Messages []struct {
+			ID      string `json:"ID"`
+			Subject string `json:"Subject"`
+		} `json:"messages"`
+	}
+	resp, err = client.Get("http://" + httpAddr + "/api/v1/messages")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err := json.Unmarshal(body, &mp); err != nil || mp.Total != 1 || mp.Messages[0].Subject != "welcome <b>aboard</b>" {
+		t.Fatalf("/api/v1/messages: %v %s", err, body)
+	}
+	resp, err = client.Get("http://" + httpAddr + "/api/v1/message/" + mp.Messages[0].ID + "/raw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(raw), "Message-Id: <serve-1@dev.example>") {
+		t.Errorf("raw message: %q", raw)
 	}
 	// After a clean stop the same store answers smtplog search.
 	stop()
