@@ -38,12 +38,16 @@
 //
 // # Cost
 //
-// Each record adds about seven entries to B-tree indexes keyed by values in
-// no time order (Message-ID, queue ID, sender, sender domain, client IP,
-// recipient, recipient domain). Once those indexes outgrow what one batch
-// touches twice, each entry dirties its own page, which is written to the
-// WAL and again at checkpoint: that, not the record itself, bounds the
-// insert rate of a large store (see bench/store.sh).
+// The indexes that a new record adds to are kept local to the writer's
+// recent pages: records_ts and the child tables' keys grow in time or ID
+// order; the domain indexes have few keys, each appended to in time order;
+// exact keys (Message-ID, sender, client address, recipient, a delivery's
+// queue ID) go to one "terms" table keyed by a 4-hour time bucket first
+// (terms.go), so a batch dirties the current bucket's pages rather than one
+// page per key across a large index. Two indexes remain keyed by values in
+// no time order, queue ID and session ID of records, because capture
+// retention (raw.go) and Session look records up by them; see
+// bench/store.sh for what they cost.
 package store
 
 import (

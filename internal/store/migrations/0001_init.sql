@@ -40,21 +40,21 @@ CREATE INDEX records_session_id ON records (session_id, ts) WHERE session_id IS 
 CREATE INDEX records_from_domain ON records (from_domain, ts) WHERE from_domain IS NOT NULL;
 
 -- Exact-key lookups (Message-ID, sender, client address, recipient, a
--- delivery's queue ID): one entry per distinct key of a record, keyed by the
--- hour of the record's timestamp first, so that a batch of new records
--- touches only the current hour's pages instead of one page per key across
--- the whole index. h is a field-tagged 64-bit FNV-1a hash of the value as
--- stored in its column (see terms.go); a lookup probes every hour in
+-- delivery's queue ID): one entry per distinct key of a record, keyed by a
+-- 4-hour bucket of the record's timestamp first, so that a batch of new
+-- records touches only the current bucket's pages instead of one page per
+-- key across the whole index. h is a field-tagged 64-bit FNV-1a hash of the value as
+-- stored in its column (see terms.go); a lookup probes every bucket in
 -- "buckets" (or those a time range leaves) and then compares the column
 -- itself, so a collision costs a wasted probe, never a wrong answer.
 CREATE TABLE terms (
-	bucket INTEGER NOT NULL,               -- ts / 1 hour
+	bucket INTEGER NOT NULL,               -- floor(ts / 4 hours)
 	h      INTEGER NOT NULL,
 	rid    INTEGER NOT NULL,               -- records.id
 	PRIMARY KEY (bucket, h, rid)
 ) WITHOUT ROWID;
 
--- The hours that have terms.
+-- The buckets that have terms.
 CREATE TABLE buckets (
 	b INTEGER PRIMARY KEY
 );
