@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
+	"strings"
 )
 
 // The UI is plain HTML, CSS and JavaScript: no build step, no CDN. Every
@@ -25,6 +26,11 @@ var assetTypes = map[string]string{
 	".txt": "text/plain; charset=utf-8",
 }
 
+// pageCSP is the policy of the UI's pages: that of every response, except
+// that frames from this server are allowed, for a captured message's
+// sanitised HTML (which its own answer sandboxes).
+var pageCSP = strings.Replace(securityHeaders[0][1], "frame-src 'none'", "frame-src 'self'", 1)
+
 func (h *Handler) uiRoutes() error {
 	sub, err := fs.Sub(assets, "assets")
 	if err != nil {
@@ -35,6 +41,7 @@ func (h *Handler) uiRoutes() error {
 		return err
 	}
 	page := func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Security-Policy", pageCSP)
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = w.Write(index)
 	}

@@ -68,6 +68,27 @@
     }
     return body;
   }
+  // send makes a state-changing request: always JSON (the server checks
+  // the content type and the Origin).
+  async function send(method, path, body) {
+    const opts = { method, credentials: 'same-origin', headers: { Accept: 'application/json', 'Content-Type': 'application/json' } };
+    if (body !== undefined) opts.body = JSON.stringify(body);
+    const resp = await fetch(path, opts);
+    let res = null;
+    try { res = await resp.json(); } catch (e) { res = null; }
+    if (!resp.ok) {
+      const err = new Error((res && res.error) || ('HTTP ' + resp.status));
+      err.status = resp.status;
+      throw err;
+    }
+    return res;
+  }
+  function fmtBytes(n) {
+    n = n || 0;
+    if (n < 1024) return n + ' B';
+    if (n < 1024 * 1024) return (n / 1024).toFixed(1) + ' KiB';
+    return (n / 1024 / 1024).toFixed(1) + ' MiB';
+  }
   function fmtTime(t) {
     if (!t) return '';
     const d = new Date(t);
@@ -372,11 +393,24 @@
   }
   function transcript(lines) {
     if (!lines || !lines.length) return el('p', { class: 'empty' }, 'No transcript recorded.');
-    return el('div', { class: 'transcript', id: 'transcript' }, lines.map(l =>
-      el('div', { class: 'line ' + (l.dir === 'C' ? 'C' : 'S') + (l.leg === 'upstream' ? ' upstream' : '') },
+    // Each reply also shows how long the server took since the command it
+    // answers (the last client line of the same leg).
+    const lastC = {};
+    return el('div', { class: 'transcript', id: 'transcript' }, lines.map(l => {
+      const leg = l.leg || 'client';
+      let dt = '';
+      if (l.dir === 'C') lastC[leg] = l.t_ms || 0;
+      else if (lastC[leg] !== undefined) {
+        const d = Math.max(0, (l.t_ms || 0) - lastC[leg]);
+        dt = '+' + (d < 1 ? d.toFixed(2) + ' ms' : fmtMs(d));
+        delete lastC[leg];
+      }
+      return el('div', { class: 'line ' + (l.dir === 'C' ? 'C' : 'S') + (l.leg === 'upstream' ? ' upstream' : '') },
         el('span', { class: 't' }, (l.t_ms || 0).toFixed(1) + ' ms'),
+        el('span', { class: 'dt', title: 'reply time' }, dt),
         el('span', { class: 'd' }, (l.leg === 'upstream' ? '↑' : '') + (l.dir === 'C' ? 'C:' : 'S:')),
-        el('span', { class: 'text' }, l.line))));
+        el('span', { class: 'text' }, l.line));
+    }));
   }
 
   // timeline draws trace steps on a time axis: one row per step, a dot at
@@ -431,6 +465,224 @@
         s.relay ? el('span', { class: 'muted' }, ' via ' + s.relay) : null))));
   }
 
+  // ---- capture mode: one captured message ----
+
+  function msgPath(id, rest) { return '/api/messages/' + encodeURIComponent(id) + (rest || ''); }
+  function addrText(a) { return a ? (a.Name ? a.Name + ' <' + a.Address + '>' : a.Address) : ''; }
+  function addrList(l) { return (l || []).map(addrText).join(', '); }
+
+  // captureActions: delete, read/unread, tags.
+  function captureActions(id, view) {
+    let read = !!view.read;
+    const msg = el('span', { class: 'muted', id: 'action-state', role: 'status' });
+    const fail = e => { msg.textContent = e.message; msg.className = 'error'; };
+    const readState = el('span', { class: 'badge', id: 'read-state' });
+    const readBtn = el('button', { type: 'button', class: 'secondary', id: 'mark-read' });
+    const showRead = () => {
+      readState.textContent = read ? 'read' : 'unread';
+      readState.className = 'badge ' + (read ? 'read' : 'unread');
+      readBtn.textContent = read ? 'Mark unread' : 'Mark read';
+    };
+    showRead();
+    readBtn.addEventListener('click', async () => {
+      try {
+        const res = await send('PUT', msgPath(id, '/read'), { read: !read });
+        read = !!res.read;
+        showRead();
+      } catch (e) { fail(e); }
+    });
+    // Deleting takes two clicks (no confirm(): dialogs block automation).
+    const del = el('button', { type: 'button', class: 'danger', id: 'delete' }, 'Delete');
+    let armed = false;
+    del.addEventListener('click', async () => {
+      if (!armed) {
+        armed = true;
+        del.textContent = 'Really delete?';
+        return;
+      }
+      try {
+        await send('DELETE', msgPath(id));
+        location.assign('/live');
+      } catch (e) { fail(e); }
+    });
+    const tagList = el('span', { class: 'tags', id: 'tags' });
+    const showTags = tags => {
+      clear(tagList);
+      for (const t of tags) tagList.appendChild(el('span', { class: 'tag' }, t));
+      if (!tags.length) tagList.appendChild(el('span', { class: 'muted' }, 'no tags'));
+    };
+    showTags(view.tags || []);
+    const input = el('input', { type: 'text', id: 'tags-input', size: 30, placeholder: 'tags, comma separated', 'aria-label': 'Tags', spellcheck: 'false' });
+    input.value = (view.tags || []).join(', ');
+    const form = el('form', { class: 'tag-form', id: 'tags-form' }, input, el('button', { type: 'submit', class: 'secondary', id: 'tags-save' }, 'Save tags'));
+    form.addEventListener('submit', async ev => {
+      ev.preventDefault();
+      const tags = input.value.split(',').map(x => x.trim()).filter(Boolean);
+      try {
+        const res = await send('PUT', msgPath(id, '/tags'), { tags });
+        showTags(res.tags || []);
+        input.value = (res.tags || []).join(', ');
+        msg.textContent = 'Tags saved.';
+        msg.className = 'muted';
+      } catch (e) { fail(e); }
+    });
+    return el('div', { class: 'toolbar capture-actions', id: 'msg-actions' },
+      readState, readBtn, del,
+      el('a', { class: 'button secondary', href: msgPath(id, '/raw?dl=1'), id: 'download-eml', download: (view.queue_id || 'message') + '.eml' }, 'Download .eml'),
+      tagList, form, msg);
+  }
+
+  // captureTabs: the message as sent, one tab per view.
+  function captureTabs(id, view) {
+    const mv = view.message || {};
+    const tabs = [];
+    const bar = el('div', { class: 'tabs', role: 'tablist', id: 'tabs' });
+    const panes = el('div', { class: 'tab-panes' });
+    function tab(key, label, build, count) {
+      const pane = el('div', { class: 'tab-pane', id: 'tab-' + key, role: 'tabpanel', 'data-tab': key });
+      pane.hidden = true;
+      const btn = el('button', { type: 'button', class: 'tab', role: 'tab', 'data-tab': key, 'aria-selected': 'false' },
+        label, count !== undefined ? el('span', { class: 'count' }, String(count)) : null);
+      let built = false;
+      btn.addEventListener('click', () => show(key));
+      tabs.push({ key, btn, pane, open: () => { if (!built) { built = true; build(pane); } } });
+      bar.appendChild(btn);
+      panes.appendChild(pane);
+    }
+    function show(key) {
+      for (const t of tabs) {
+        const on = t.key === key;
+        t.btn.setAttribute('aria-selected', on ? 'true' : 'false');
+        t.btn.classList.toggle('current', on);
+        t.pane.hidden = !on;
+        if (on) t.open();
+      }
+    }
+    if (view.html) tab('html', 'HTML', pane => htmlPane(pane, view.html));
+    tab('text', 'Text', pane => {
+      if (mv.text_from_html) pane.appendChild(el('p', { class: 'muted' }, 'The message has no text part: this text is derived from its HTML.'));
+      pane.appendChild(mv.text ? el('pre', { class: 'body-text', id: 'text-body' }, mv.text) : el('p', { class: 'empty' }, 'No text body.'));
+    });
+    tab('headers', 'Headers', pane => {
+      pane.appendChild(fields([
+        ['From', addrText(mv.from)], ['To', addrList(mv.to)], ['Cc', addrList(mv.cc)], ['Bcc', addrList(mv.bcc)],
+        ['Reply-To', addrList(mv.reply_to)], ['Return-Path', mv.return_path], ['Date', mv.date ? fmtTime(mv.date) + ' UTC' : mv.date_raw],
+        ['Message-ID', mv.message_id], ['size', fmtBytes(mv.size)],
+      ]));
+      pane.appendChild(el('table', { class: 'headers', id: 'headers-table' },
+        el('thead', {}, el('tr', {}, el('th', {}, 'name'), el('th', {}, 'value'))),
+        el('tbody', {}, (mv.headers || []).map(h => el('tr', {}, el('td', { class: 'mono hname' }, h.name), el('td', { class: 'mono hvalue' }, h.value))))));
+    }, (mv.headers || []).length);
+    tab('raw', 'Raw', pane => rawPane(pane, id, mv.size));
+    const files = (view.attachments || []).length + (view.inline || []).length;
+    tab('attachments', 'Attachments', pane => attachmentsPane(pane, id, view), files);
+    tab('mime', 'MIME tree', pane => {
+      pane.appendChild(mv.root ? el('ul', { class: 'mime-tree', id: 'mime-tree' }, mimeNode(id, mv.root)) : el('p', { class: 'empty' }, 'No MIME structure.'));
+      if ((mv.warnings || []).length) {
+        pane.appendChild(el('h3', {}, 'Parser warnings'));
+        pane.appendChild(el('ul', { class: 'warnings' }, mv.warnings.map(w =>
+          el('li', { class: w.severe ? 'severe' : '' }, (w.part_id ? 'part ' + w.part_id + ': ' : '') + w.name + (w.detail ? ' — ' + w.detail : '')))));
+      }
+      if (mv.truncated) pane.appendChild(el('p', { class: 'error' }, 'A parser limit cut this message short; the raw source has every byte.'));
+    });
+    const checks = view.checks || [];
+    tab('checks', 'HTML checks', pane => checksPane(pane, view), checks.length);
+    show(view.html ? 'html' : 'text');
+    return el('section', { class: 'panel wide capture', id: 'capture' }, bar, panes);
+  }
+
+  function htmlPane(pane, html) {
+    const base = safeHref(html.url);
+    const frame = el('iframe', { id: 'html-frame', class: 'html-frame', title: 'Message HTML (sanitised, sandboxed)', sandbox: '', referrerpolicy: 'no-referrer', loading: 'eager' });
+    frame.setAttribute('src', base);
+    let loads = 0;
+    frame.addEventListener('load', () => frame.setAttribute('data-loaded', String(++loads)));
+    const remote = (html.remote || []).length;
+    const note = el('span', { class: 'muted', id: 'remote-note' },
+      remote ? `${remote} remote resource${remote === 1 ? '' : 's'} blocked` : 'No remote content.');
+    const load = el('button', { type: 'button', class: 'secondary', id: 'load-remote' }, 'Load remote content');
+    load.addEventListener('click', () => {
+      frame.setAttribute('src', base + (base.includes('?') ? '&' : '?') + 'remote=1');
+      load.disabled = true;
+      note.textContent = 'Remote content allowed for this view.';
+    });
+    const info = [fmtBytes(html.size) + ' of HTML'];
+    if ((html.missing_cid || []).length) info.push(html.missing_cid.length + ' missing cid: image(s)');
+    if (html.dropped_css) info.push(html.dropped_css + ' CSS rule(s) dropped');
+    pane.append(el('div', { class: 'toolbar' }, load, note, el('span', { class: 'muted' }, info.join(' · '))), frame);
+    if (remote) {
+      pane.appendChild(el('details', { class: 'remote-list' }, el('summary', {}, 'Remote URLs'),
+        el('ul', {}, html.remote.map(u => el('li', { class: 'mono' }, u)))));
+    }
+  }
+
+  async function rawPane(pane, id, size) {
+    const LIMIT = 2 << 20;
+    pane.appendChild(el('div', { class: 'toolbar' },
+      el('a', { href: msgPath(id, '/raw?dl=1'), download: 'message.eml' }, 'Download'), el('span', { class: 'muted' }, fmtBytes(size))));
+    const pre = el('pre', { class: 'raw', id: 'raw-source' }, 'Loading…');
+    pane.appendChild(pre);
+    try {
+      const resp = await fetch(msgPath(id, '/raw'), { credentials: 'same-origin' });
+      if (!resp.ok) throw new Error('HTTP ' + resp.status);
+      const text = await resp.text();
+      pre.textContent = text.length > LIMIT ? text.slice(0, LIMIT) : text;
+      if (text.length > LIMIT) pane.appendChild(el('p', { class: 'muted' }, 'Shown up to 2 MiB; download for the rest.'));
+    } catch (e) {
+      pre.textContent = '';
+      pane.appendChild(errorBox('The raw source failed to load: ' + e.message));
+    }
+  }
+
+  const RASTER = ['image/png', 'image/jpeg', 'image/gif', 'image/webp', 'image/avif', 'image/bmp'];
+  function attachmentsPane(pane, id, view) {
+    const row = (a, inline) => {
+      const href = msgPath(id, '/part/' + encodeURIComponent(a.PartID));
+      const name = a.FileName || ('part ' + a.PartID);
+      const ct = String(a.ContentType || '').toLowerCase();
+      return el('li', { class: 'attachment', 'data-part': a.PartID },
+        RASTER.includes(ct) ? el('img', { src: href, alt: name, class: 'thumb', loading: 'lazy' }) : null,
+        el('div', {},
+          el('a', { href, download: name, class: 'download' }, name),
+          el('div', { class: 'muted' }, [ct, fmtBytes(a.Size), inline ? 'inline' + (a.ContentID ? ' cid:' + a.ContentID : '') : ''].filter(Boolean).join(' · ')),
+          a.Checksums && a.Checksums.SHA256 ? el('div', { class: 'mono muted sum' }, 'SHA-256 ' + a.Checksums.SHA256) : null));
+    };
+    const att = view.attachments || [], inl = view.inline || [];
+    if (!att.length && !inl.length) pane.appendChild(el('p', { class: 'empty' }, 'No attachments.'));
+    if (att.length) pane.append(el('h3', {}, 'Attachments'), el('ul', { class: 'attachments', id: 'attachments' }, att.map(a => row(a, false))));
+    if (inl.length) pane.append(el('h3', {}, 'Inline parts'), el('ul', { class: 'attachments', id: 'inline-parts' }, inl.map(a => row(a, true))));
+  }
+
+  function mimeNode(id, p) {
+    const bits = [p.charset, p.encoding, fmtBytes(p.size), p.disposition, p.filename ? '“' + p.filename + '”' : '', p.content_id ? 'cid:' + p.content_id : '', p.truncated ? 'truncated' : ''].filter(Boolean);
+    const kids = p.children || [];
+    const label = kids.length
+      ? el('span', { class: 'ct' }, p.content_type)
+      : el('a', { class: 'ct', href: msgPath(id, '/part/' + encodeURIComponent(p.part_id)) }, p.content_type);
+    return el('li', { 'data-part': p.part_id || '' },
+      el('span', { class: 'part-id mono' }, p.part_id || 'root'), ' ', label, ' ', el('span', { class: 'muted' }, bits.join(' · ')),
+      kids.length ? el('ul', {}, kids.map(k => mimeNode(id, k))) : null);
+  }
+
+  function checksPane(pane, view) {
+    const checks = view.checks || [];
+    const html = view.html;
+    pane.appendChild(fields([
+      ['HTML size', html ? fmtBytes(html.size) : 'no HTML body'],
+      ['remote resources', html ? String((html.remote || []).length) : ''],
+      ['missing cid: parts', html && (html.missing_cid || []).length ? html.missing_cid.join(', ') : ''],
+    ]));
+    if (!checks.length) {
+      pane.appendChild(el('p', { class: 'empty', id: 'checks-none' }, html ? 'No findings.' : 'Nothing to check: the message has no HTML.'));
+      return;
+    }
+    pane.appendChild(el('table', { class: 'checks', id: 'checks' },
+      el('thead', {}, el('tr', {}, ['severity', 'rule', 'line', 'element', 'finding'].map(h => el('th', {}, h)))),
+      el('tbody', {}, checks.map(c => el('tr', { class: 'sev-' + (c.severity || '') },
+        el('td', {}, el('span', { class: 'sev ' + (c.severity || '') }, c.severity || '')), el('td', { class: 'mono' }, c.rule || ''),
+        el('td', {}, c.line ? String(c.line) : ''), el('td', { class: 'mono clip' }, c.element || ''), el('td', {}, c.message || ''))))));
+  }
+
   async function message(root, id) {
     document.title = 'smtplog — message';
     let m;
@@ -443,6 +695,15 @@
     const r = m.record;
     document.title = 'smtplog — ' + (r.subject || r.message_id || 'message');
     root.append(el('h1', { id: 'subject' }, r.subject || '(no subject)'));
+    if (r.source === 'capture' && r.type !== 'session') {
+      let view = null;
+      try {
+        view = await api('/api/messages/' + encodeURIComponent(id) + '/view');
+      } catch (e) {
+        root.append(el('p', { class: 'muted', id: 'capture-missing' }, 'The message content is not available: ' + e.message));
+      }
+      if (view) root.append(captureActions(id, view), captureTabs(id, view));
+    }
     const sessLink = r.session_id ? el('a', { href: '/sessions/' + encodeURIComponent(r.session_id) }, r.session_id) : '';
     root.append(el('div', { class: 'grid' },
       panel('Message', fields([
@@ -522,6 +783,50 @@
     root.append(errBox, table);
     let lost = 0;
     const MAX = 300;
+    // Capture mode: the list starts with the kept messages (newest first),
+    // with their read state, and live arrivals link to their message page.
+    let capture = false;
+    const shown = new Set(); // queue IDs of captured messages in the table
+    const readOf = {};
+    const markRow = (row, r) => {
+      if (r.source !== 'capture' || r.type === 'session') return;
+      row.classList.add(readOf[r.queue_id] ? 'read' : 'unread');
+      if (r.queue_id) row.setAttribute('data-queue', r.queue_id);
+    };
+    const captureLoad = (async () => {
+      let list;
+      try { list = await api('/api/v1/messages?limit=200'); } catch (e) { return; }
+      capture = true;
+      for (const m of list.messages || []) readOf[m.ID] = !!m.Read;
+      const cq = 'type:message source:capture' + (q ? ' ' + q : '');
+      let res;
+      try { res = await api('/api/search?q=' + encodeURIComponent(cq) + '&limit=200'); } catch (e) { return; }
+      for (const r of res.records || []) {
+        if (r.queue_id && shown.has(r.queue_id)) continue;
+        if (r.queue_id) shown.add(r.queue_id);
+        const row = resultRow(r);
+        markRow(row, r);
+        tbody.appendChild(row);
+      }
+      root.setAttribute('data-capture', 'yes');
+    })();
+    // linkCaptured points a live row at its message page once the store has
+    // given the record its ID.
+    async function linkCaptured(row, r) {
+      for (let i = 0; i < 20; i++) {
+        try {
+          const res = await api('/api/search?q=' + encodeURIComponent('source:capture queue:' + quoteValue(r.queue_id)) + '&limit=1');
+          const got = (res.records || [])[0];
+          if (got && got.id) {
+            row.setAttribute('data-id', got.id);
+            const a = row.querySelector('a');
+            if (a) a.setAttribute('href', '/messages/' + encodeURIComponent(got.id));
+            return;
+          }
+        } catch (e) { return; }
+        await new Promise(res => setTimeout(res, 100 + 50 * i));
+      }
+    }
     const es = new EventSource('/api/stream' + (q ? '?q=' + encodeURIComponent(q) : ''));
     es.onopen = () => { state.className = 'live-state on'; state.textContent = 'live'; };
     es.onerror = () => {
@@ -536,6 +841,9 @@
       if (paused) return;
       let r;
       try { r = JSON.parse(ev.data); } catch (e) { return; }
+      // In capture mode the list is of messages: a session that carried
+      // messages is shown by them (one that carried none still shows).
+      if (capture && r.type === 'session' && r.messages) return;
       const row = resultRow(r);
       // Live records are not yet addressable by store ID: link by what is known.
       const a = row.querySelector('a');
@@ -544,6 +852,12 @@
         a.setAttribute('href', '/search?q=' + encodeURIComponent(lq));
       }
       row.className = 'fresh';
+      if (r.source === 'capture' && r.type !== 'session' && r.queue_id) {
+        if (shown.has(r.queue_id)) return;
+        shown.add(r.queue_id);
+        markRow(row, r);
+        linkCaptured(row, r);
+      }
       tbody.insertBefore(row, tbody.firstChild);
       while (tbody.children.length > MAX) tbody.removeChild(tbody.lastChild);
     });
@@ -552,7 +866,22 @@
       dropped.textContent = `${fmtNum(lost)} records skipped (the view was too slow)`;
     });
     window.addEventListener('pagehide', () => es.close());
-    root.setAttribute('data-ready', 'live');
+    captureLoad.then(() => {
+      if (capture) {
+        const delAll = el('button', { type: 'button', class: 'danger', id: 'delete-all' }, 'Delete all');
+        let armed = false;
+        delAll.addEventListener('click', async () => {
+          if (!armed) { armed = true; delAll.textContent = 'Really delete all?'; return; }
+          try { await send('DELETE', '/api/messages'); } catch (e) { clear(errBox).appendChild(errorBox(e.message)); return; }
+          clear(tbody);
+          shown.clear();
+          armed = false;
+          delAll.textContent = 'Delete all';
+        });
+        root.querySelector('form.toolbar').appendChild(delAll);
+      }
+      root.setAttribute('data-ready', 'live');
+    });
   }
 
   async function route() {
