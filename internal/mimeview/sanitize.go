@@ -2,6 +2,7 @@ package mimeview
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -23,6 +24,11 @@ type SanitizeOptions struct {
 	// must be an absolute path or an http(s) URL. Empty: cid: references
 	// are treated like missing ones.
 	PartURL string
+	// InlineImages puts cid: images of type PNG, GIF, JPEG or WebP (up to
+	// MaxInlineImage bytes) into the document as data: URLs instead of
+	// PartURL links, so a sandboxed frame without same-origin rights shows
+	// them. Only Message.SanitizeHTML can do this: it has the parts.
+	InlineImages bool
 	// AllowRemote keeps remote images, backgrounds and CSS url()s. By
 	// default they are replaced (images by Placeholder, the rest removed)
 	// and listed in Sanitized.Remote.
@@ -47,12 +53,28 @@ type Sanitized struct {
 // SanitizeHTML sanitises the message's HTML body, resolving cid:
 // references against its parts.
 func (m *Message) SanitizeHTML(opts SanitizeOptions) Sanitized {
-	return SanitizeHTML(m.HTML, func(cid string) (string, bool) {
+	partID := func(cid string) (string, bool) {
 		if p := m.PartByContentID(cid); p != nil {
 			return p.PartID, true
 		}
 		return "", false
-	}, opts)
+	}
+	var data func(string) (string, bool)
+	if opts.InlineImages {
+		data = func(id string) (string, bool) {
+			p := m.Part(id)
+			if p == nil || len(p.Content) == 0 || len(p.Content) > MaxInlineImage {
+				return "", false
+			}
+			ct := strings.ToLower(p.ContentType)
+			switch ct {
+			case "image/png", "image/gif", "image/jpeg", "image/webp":
+				return "data:" + ct + ";base64," + base64.StdEncoding.EncodeToString(p.Content), true
+			}
+			return "", false
+		}
+	}
+	return sanitizeHTML(m.HTML, partID, data, opts)
 }
 
 // SanitizeHTML makes src safe to display: no scripts, event handlers,
@@ -66,10 +88,14 @@ func (m *Message) SanitizeHTML(opts SanitizeOptions) Sanitized {
 // (cid:, remote content, CSS), then bluemonday's allow-list policy on the
 // result, so the allow list has the last word.
 func SanitizeHTML(src string, partID func(cid string) (string, bool), opts SanitizeOptions) Sanitized {
+	return sanitizeHTML(src, partID, nil, opts)
+}
+
+func sanitizeHTML(src string, partID func(cid string) (string, bool), partData func(string) (string, bool), opts SanitizeOptions) Sanitized {
 	if opts.Placeholder == "" {
 		opts.Placeholder = TransparentGIF
 	}
-	r := &rewriter{opts: opts, partID: partID, seen: map[string]bool{}}
+	r := &rewriter{opts: opts, partID: partID, partData: partData, seen: map[string]bool{}}
 	doc, err := html.Parse(strings.NewReader(src))
 	if err != nil { // html.Parse only fails on reader errors
 		return Sanitized{}
@@ -83,13 +109,17 @@ func SanitizeHTML(src string, partID func(cid string) (string, bool), opts Sanit
 	return Sanitized{HTML: string(out), Remote: r.remote, MissingCID: r.missing, DroppedCSS: r.dropped}
 }
 
+// MaxInlineImage bounds an image put inline by SanitizeOptions.InlineImages.
+const MaxInlineImage = 5 << 20
+
 type rewriter struct {
-	opts    SanitizeOptions
-	partID  func(string) (string, bool)
-	seen    map[string]bool
-	remote  []string
-	missing []string
-	dropped int
+	opts     SanitizeOptions
+	partID   func(string) (string, bool)
+	partData func(partID string) (dataURL string, ok bool)
+	seen     map[string]bool
+	remote   []string
+	missing  []string
+	dropped  int
 }
 
 func (r *rewriter) addRemote(u string) {
@@ -230,6 +260,11 @@ func (r *rewriter) cidURL(v string) string {
 	id, ok := "", false
 	if r.partID != nil {
 		id, ok = r.partID(cid)
+	}
+	if ok && r.partData != nil {
+		if d, ok := r.partData(id); ok {
+			return d
+		}
 	}
 	if !ok || r.opts.PartURL == "" {
 		r.addMissing(cid)

@@ -239,3 +239,18 @@ func TestSanitizeMessage(t *testing.T) {
 		t.Errorf("%+v", got)
 	}
 }
+
+// TestSanitizeInlineImages: with InlineImages a cid: image becomes a data:
+// URL that survives the allow list, so a sandboxed frame shows it.
+func TestSanitizeInlineImages(t *testing.T) {
+	m := Parse(fixture(t, "alternative-inline-attachment.eml"), Limits{})
+	got := m.SanitizeHTML(SanitizeOptions{PartURL: "/api/v1/message/ID1/part/{PartID}", InlineImages: true})
+	p := m.Part("1.2")
+	if p == nil {
+		t.Fatal("no part 1.2")
+	}
+	want := `src="data:` + strings.ToLower(p.ContentType) + `;base64,`
+	if !strings.Contains(got.HTML, want) || strings.Contains(got.HTML, "/part/1.2") || len(got.MissingCID) > 0 {
+		t.Errorf("inline image not a data URL (%s): %s", p.ContentType, got.HTML)
+	}
+}

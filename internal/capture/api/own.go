@@ -124,9 +124,12 @@ func (a *API) html(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	remote := r.URL.Query().Get("remote") == "1"
+	// Inline images go into the document as data: URLs: the frame is
+	// sandboxed without same-origin rights, so it may not fetch our parts.
 	s := m.SanitizeHTML(mimeview.SanitizeOptions{
-		PartURL:     "/api/messages/" + strconv.FormatInt(it.ID, 10) + "/part/{PartID}",
-		AllowRemote: remote,
+		PartURL:      "/api/messages/" + strconv.FormatInt(it.ID, 10) + "/part/{PartID}",
+		AllowRemote:  remote,
+		InlineImages: true,
 	})
 	h := w.Header()
 	h.Set("Content-Security-Policy", frameCSP)
