@@ -24,8 +24,8 @@ pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-echo "building smtplog capture server and Mailpit $MAILPIT_VERSION ..." >&2
-go build -o "$work/capturesrv" ./bench/capturesrv
+echo "building smtplog and Mailpit $MAILPIT_VERSION ..." >&2
+go build -o "$work/smtplog" ./cmd/smtplog
 GOBIN="$work" GOFLAGS=-mod=mod go install "github.com/axllent/mailpit@$MAILPIT_VERSION" 2>&2
 
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -38,7 +38,7 @@ run() {
 	port=$(freeport); http=$(freeport)
 	db="$work/$name-$sessions.db"
 	case $name in
-	smtplog) "$work/capturesrv" --smtp "127.0.0.1:$port" --db "$db" 2>"$work/$name.log" & ;;
+	smtplog) "$work/smtplog" serve --smtp "127.0.0.1:$port" --http "127.0.0.1:$http" --db "$db" --log-level warn 2>"$work/$name.log" & ;;
 	mailpit) "$work/mailpit" --smtp "127.0.0.1:$port" --listen "127.0.0.1:$http" --database "$db" \
 		--smtp-auth-accept-any --smtp-auth-allow-insecure --quiet >"$work/$name.log" 2>&1 & ;;
 	esac
