@@ -360,22 +360,7 @@ func FuzzParse(f *testing.F) {
 }
 
 func BenchmarkCorrelate(b *testing.B) {
-	lines := readRaw(b, "all/mainlog", "all/rejectlog")
-	var bytesPer int64
-	for _, l := range lines {
-		bytesPer += int64(len(l.Raw) + 1)
-	}
-	b.SetBytes(bytesPer)
-	b.ReportAllocs()
-	emit := func(*record.Record) {}
-	c := NewCorrelator(Options{})
-	for b.Loop() {
-		for _, l := range lines {
-			c.Feed(l, emit)
-		}
-	}
-	c.Flush(time.Time{}, emit)
-	b.ReportMetric(float64(b.N*len(lines))/b.Elapsed().Seconds(), "lines/s")
+	mtalogtest.BenchmarkCorrelate(b, readRaw(b, "all/mainlog", "all/rejectlog"), NewCorrelator(Options{}))
 }
 
 func BenchmarkParse(b *testing.B) {

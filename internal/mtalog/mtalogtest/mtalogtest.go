@@ -147,3 +147,39 @@ func FirstDiff(want, got string) string {
 	}
 	return ""
 }
+
+// FuzzCorrelate seeds f with the messages of lines and fuzzes parse and a
+// small correlator from newC (MaxOpen 4 or so, to exercise bounding) with
+// each message, twice, then a flush.
+func FuzzCorrelate[E any](f *testing.F, lines []mtalog.Line, parse func(msg string) (E, error), newC func() mtalog.Correlator) {
+	for _, l := range lines {
+		f.Add(l.Message)
+	}
+	f.Fuzz(func(t *testing.T, msg string) {
+		_, _ = parse(msg)
+		c := newC()
+		emit := func(*record.Record) {}
+		c.Feed(mtalog.Line{Message: msg}, emit)
+		c.Feed(mtalog.Line{Message: msg}, emit)
+		c.Flush(time.Time{}, emit)
+	})
+}
+
+// BenchmarkCorrelate feeds lines to c in each iteration of b, reporting
+// bytes and lines a second.
+func BenchmarkCorrelate(b *testing.B, lines []mtalog.Line, c mtalog.Correlator) {
+	var n int64
+	for _, l := range lines {
+		n += int64(len(l.Raw) + 1)
+	}
+	b.SetBytes(n)
+	b.ReportAllocs()
+	emit := func(*record.Record) {}
+	for b.Loop() {
+		for _, l := range lines {
+			c.Feed(l, emit)
+		}
+	}
+	c.Flush(time.Time{}, emit)
+	b.ReportMetric(float64(b.N*len(lines))/b.Elapsed().Seconds(), "lines/s")
+}

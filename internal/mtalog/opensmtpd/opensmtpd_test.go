@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/smtplog/smtplog/internal/mtalog"
 	"github.com/smtplog/smtplog/internal/mtalog/mtalogtest"
@@ -134,36 +133,13 @@ func TestDetect(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
+	var seeds []mtalog.Line
 	for _, fx := range fixtures {
-		for _, l := range readSyslog(f, fx) {
-			f.Add(l.Message)
-		}
+		seeds = append(seeds, readSyslog(f, fx)...)
 	}
-	f.Fuzz(func(t *testing.T, msg string) {
-		_, _ = Parse(msg)
-		c := NewCorrelator(Options{MaxOpen: 4})
-		emit := func(*record.Record) {}
-		c.Feed(mtalog.Line{Message: msg}, emit)
-		c.Feed(mtalog.Line{Message: msg}, emit)
-		c.Flush(time.Time{}, emit)
-	})
+	mtalogtest.FuzzCorrelate(f, seeds, Parse, func() mtalog.Correlator { return NewCorrelator(Options{MaxOpen: 4}) })
 }
 
 func BenchmarkCorrelate(b *testing.B) {
-	lines := readSyslog(b, "smtpd.log")
-	var n int64
-	for _, l := range lines {
-		n += int64(len(l.Raw) + 1)
-	}
-	b.SetBytes(n)
-	b.ReportAllocs()
-	c := NewCorrelator(Options{})
-	emit := func(*record.Record) {}
-	for b.Loop() {
-		for _, l := range lines {
-			c.Feed(l, emit)
-		}
-	}
-	c.Flush(time.Time{}, emit)
-	b.ReportMetric(float64(b.N*len(lines))/b.Elapsed().Seconds(), "lines/s")
+	mtalogtest.BenchmarkCorrelate(b, readSyslog(b, "smtpd.log"), NewCorrelator(Options{}))
 }
