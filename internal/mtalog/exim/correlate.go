@@ -57,6 +57,8 @@ type message struct {
 	arrival bool
 }
 
+func (m *message) lastSeen() time.Time { return m.last }
+
 type heldReject struct {
 	key string
 	t   time.Time
@@ -75,6 +77,8 @@ type session struct {
 	last   time.Time
 	closed bool
 }
+
+func (s *session) lastSeen() time.Time { return s.last }
 
 const seenSize = 1024
 
@@ -149,35 +153,16 @@ func (c *Correlator) Feed(l mtalog.Line, emit func(*record.Record)) bool {
 // otherwise what has seen no line since before.
 func (c *Correlator) Flush(before time.Time, emit func(*record.Record)) {
 	c.release(before, emit)
-	type item struct {
-		key  string
-		last time.Time
-		sess bool
-	}
-	var items []item
-	for k, m := range c.msgs {
-		if before.IsZero() || m.last.Before(before) {
-			items = append(items, item{k, m.last, false})
-		}
-	}
-	for k, s := range c.sessions {
-		if before.IsZero() || s.last.Before(before) {
-			items = append(items, item{k, s.last, true})
-		}
-	}
-	slices.SortFunc(items, func(a, b item) int {
-		if d := a.last.Compare(b.last); d != 0 {
-			return d
-		}
-		return strings.Compare(a.key, b.key)
-	})
+	items := mtalog.AppendStale(nil, c.msgs, (*message).lastSeen, false, before)
+	items = mtalog.AppendStale(items, c.sessions, (*session).lastSeen, true, before)
+	mtalog.SortStale(items)
 	for _, it := range items {
-		if it.sess {
-			c.flushSession(it.key, emit)
+		if it.Session {
+			c.flushSession(it.Key, emit)
 		} else {
-			m := c.msgs[it.key]
+			m := c.msgs[it.Key]
 			m.rec.Flags = appendOnce(m.rec.Flags, "incomplete")
-			c.finish(it.key, m, emit)
+			c.finish(it.Key, m, emit)
 		}
 	}
 }
@@ -188,16 +173,9 @@ func (c *Correlator) bound(emit func(*record.Record)) {
 	if len(c.msgs)+len(c.sessions) <= c.opts.MaxOpen {
 		return
 	}
-	var lasts []time.Time
-	for _, m := range c.msgs {
-		lasts = append(lasts, m.last)
-	}
-	for _, s := range c.sessions {
-		lasts = append(lasts, s.last)
-	}
-	slices.SortFunc(lasts, time.Time.Compare)
-	cut := lasts[len(lasts)/10].Add(time.Nanosecond)
-	c.Flush(cut, emit)
+	lasts := mtalog.AppendLasts(nil, c.msgs, (*message).lastSeen)
+	lasts = mtalog.AppendLasts(lasts, c.sessions, (*session).lastSeen)
+	c.Flush(mtalog.BoundCut(lasts), emit)
 }
 
 func (c *Correlator) msg(id string, t time.Time, host string) *message {

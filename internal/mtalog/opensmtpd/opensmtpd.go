@@ -178,6 +178,8 @@ type session struct {
 	last time.Time
 }
 
+func (s *session) lastSeen() time.Time { return s.last }
+
 type message struct {
 	rec   *record.Record
 	last  time.Time
@@ -185,6 +187,8 @@ type message struct {
 	envs  map[string]bool   // evpids seen
 	seen  bool              // the "smtp message" line was seen
 }
+
+func (m *message) lastSeen() time.Time { return m.last }
 
 // NewCorrelator returns a Correlator for OpenSMTPD lines.
 func NewCorrelator(opts Options) *Correlator {
@@ -513,37 +517,18 @@ func (c *Correlator) emitSession(s *session, incomplete bool, emit func(*record.
 // Flush emits what is still open: everything when before is zero,
 // otherwise what has seen no line since before.
 func (c *Correlator) Flush(before time.Time, emit func(*record.Record)) {
-	type item struct {
-		key  string
-		last time.Time
-		sess bool
-	}
-	var items []item
-	for k, m := range c.msgs {
-		if before.IsZero() || m.last.Before(before) {
-			items = append(items, item{k, m.last, false})
-		}
-	}
-	for k, s := range c.sessions {
-		if before.IsZero() || s.last.Before(before) {
-			items = append(items, item{k, s.last, true})
-		}
-	}
-	slices.SortFunc(items, func(a, b item) int {
-		if d := a.last.Compare(b.last); d != 0 {
-			return d
-		}
-		return strings.Compare(a.key, b.key)
-	})
+	items := mtalog.AppendStale(nil, c.msgs, (*message).lastSeen, false, before)
+	items = mtalog.AppendStale(items, c.sessions, (*session).lastSeen, true, before)
+	mtalog.SortStale(items)
 	for _, it := range items {
-		if it.sess {
-			s := c.sessions[it.key]
-			delete(c.sessions, it.key)
+		if it.Session {
+			s := c.sessions[it.Key]
+			delete(c.sessions, it.Key)
 			c.emitSession(s, true, emit)
 			continue
 		}
-		m := c.msgs[it.key]
-		delete(c.msgs, it.key)
+		m := c.msgs[it.Key]
+		delete(c.msgs, it.Key)
 		m.rec.Flags = append(m.rec.Flags, "incomplete")
 		setStatus(m.rec)
 		emit(m.rec)
@@ -554,13 +539,7 @@ func (c *Correlator) bound(emit func(*record.Record)) {
 	if len(c.msgs)+len(c.sessions) <= c.opts.MaxOpen {
 		return
 	}
-	var lasts []time.Time
-	for _, m := range c.msgs {
-		lasts = append(lasts, m.last)
-	}
-	for _, s := range c.sessions {
-		lasts = append(lasts, s.last)
-	}
-	slices.SortFunc(lasts, time.Time.Compare)
-	c.Flush(lasts[len(lasts)/10].Add(time.Nanosecond), emit)
+	lasts := mtalog.AppendLasts(nil, c.msgs, (*message).lastSeen)
+	lasts = mtalog.AppendLasts(lasts, c.sessions, (*session).lastSeen)
+	c.Flush(mtalog.BoundCut(lasts), emit)
 }

@@ -41,6 +41,8 @@ type message struct {
 	from   bool
 }
 
+func (m *message) lastSeen() time.Time { return m.last }
+
 type conn struct {
 	last     time.Time
 	tls      *record.TLS // STARTTLS=server
@@ -48,6 +50,8 @@ type conn struct {
 	username string
 	mech     string
 }
+
+func (c *conn) lastSeen() time.Time { return c.last }
 
 // NewCorrelator returns a Correlator for Sendmail lines.
 func NewCorrelator(opts Options) *Correlator {
@@ -388,25 +392,11 @@ func appendOnce(list []string, s string) []string {
 // Flush emits what is still open: everything when before is zero,
 // otherwise what has seen no line since before.
 func (c *Correlator) Flush(before time.Time, emit func(*record.Record)) {
-	type item struct {
-		id   string
-		last time.Time
-	}
-	var items []item
-	for id, m := range c.msgs {
-		if before.IsZero() || m.last.Before(before) {
-			items = append(items, item{id, m.last})
-		}
-	}
-	slices.SortFunc(items, func(a, b item) int {
-		if d := a.last.Compare(b.last); d != 0 {
-			return d
-		}
-		return strings.Compare(a.id, b.id)
-	})
+	items := mtalog.AppendStale(nil, c.msgs, (*message).lastSeen, false, before)
+	mtalog.SortStale(items)
 	for _, it := range items {
-		m := c.msgs[it.id]
-		delete(c.msgs, it.id)
+		m := c.msgs[it.Key]
+		delete(c.msgs, it.Key)
 		m.rec.Flags = appendOnce(m.rec.Flags, "incomplete")
 		setStatus(m.rec)
 		emit(m.rec)
@@ -422,13 +412,7 @@ func (c *Correlator) bound(emit func(*record.Record)) {
 	if len(c.msgs)+len(c.conns) <= c.opts.MaxOpen {
 		return
 	}
-	var lasts []time.Time
-	for _, m := range c.msgs {
-		lasts = append(lasts, m.last)
-	}
-	for _, k := range c.conns {
-		lasts = append(lasts, k.last)
-	}
-	slices.SortFunc(lasts, time.Time.Compare)
-	c.Flush(lasts[len(lasts)/10].Add(time.Nanosecond), emit)
+	lasts := mtalog.AppendLasts(nil, c.msgs, (*message).lastSeen)
+	lasts = mtalog.AppendLasts(lasts, c.conns, (*conn).lastSeen)
+	c.Flush(mtalog.BoundCut(lasts), emit)
 }

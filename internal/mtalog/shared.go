@@ -1,0 +1,53 @@
+package mtalog
+
+import (
+	"slices"
+	"strings"
+	"time"
+)
+
+// Stale is an open entry of a correlator (a message or, with Session, a
+// session) that has seen no line since a Flush's cut-off.
+type Stale struct {
+	Key     string
+	Last    time.Time
+	Session bool
+}
+
+// AppendStale appends to s the entries of open whose last time is before
+// before (every one when before is zero), marked session.
+func AppendStale[V any](s []Stale, open map[string]V, last func(V) time.Time, session bool, before time.Time) []Stale {
+	for k, v := range open {
+		if t := last(v); before.IsZero() || t.Before(before) {
+			s = append(s, Stale{Key: k, Last: t, Session: session})
+		}
+	}
+	return s
+}
+
+// SortStale orders s as a Flush emits it: least recently seen first, by key
+// on ties, so the output does not depend on map order.
+func SortStale(s []Stale) {
+	slices.SortFunc(s, func(a, b Stale) int {
+		if d := a.Last.Compare(b.Last); d != 0 {
+			return d
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+}
+
+// AppendLasts appends the last time of each entry of open to lasts.
+func AppendLasts[K comparable, V any](lasts []time.Time, open map[K]V, last func(V) time.Time) []time.Time {
+	for _, v := range open {
+		lasts = append(lasts, last(v))
+	}
+	return lasts
+}
+
+// BoundCut returns the Flush cut-off that takes the least recently seen
+// tenth of a correlator's open state, given each entry's last time (which it
+// sorts). lasts must not be empty.
+func BoundCut(lasts []time.Time) time.Time {
+	slices.SortFunc(lasts, time.Time.Compare)
+	return lasts[len(lasts)/10].Add(time.Nanosecond)
+}
