@@ -51,3 +51,41 @@ func BoundCut(lasts []time.Time) time.Time {
 	slices.SortFunc(lasts, time.Time.Compare)
 	return lasts[len(lasts)/10].Add(time.Nanosecond)
 }
+
+// ReplyCodes finds an SMTP reply code and enhanced status code (RFC 3463)
+// in a reply as logged: "554 5.7.1 …", "host x said: 450 4.2.0 …", or the
+// first line of a multi-line reply, "550-5.1.1 …".
+func ReplyCodes(text string) (int, string) {
+	s := text
+	if i := strings.Index(s, " said: "); i >= 0 {
+		s = s[i+len(" said: "):]
+	}
+	code := 0
+	if len(s) >= 4 && (s[3] == ' ' || s[3] == '-') && s[0] >= '2' && s[0] <= '5' && isDigit(s[1]) && isDigit(s[2]) {
+		code = int(s[0]-'0')*100 + int(s[1]-'0')*10 + int(s[2]-'0')
+		s = s[4:]
+	}
+	enh := ""
+	if w, _, _ := strings.Cut(s, " "); IsEnhancedCode(w) {
+		enh = w
+	}
+	return code, enh
+}
+
+// IsEnhancedCode reports whether w is an enhanced status code (RFC 3463):
+// class 2, 4 or 5, then two dot-separated numbers.
+func IsEnhancedCode(w string) bool {
+	if len(w) < 5 || len(w) > 11 || (w[0] != '2' && w[0] != '4' && w[0] != '5') || w[1] != '.' {
+		return false
+	}
+	dots := 1
+	for i := 2; i < len(w); i++ {
+		switch {
+		case w[i] == '.':
+			dots++
+		case !isDigit(w[i]):
+			return false
+		}
+	}
+	return dots == 2 && w[len(w)-1] != '.'
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/smtplog/smtplog/internal/mtalog"
 	"github.com/smtplog/smtplog/internal/record"
 )
 
@@ -483,7 +484,7 @@ func (a *Aggregator) deferred(r *record.Record, d *record.Delivery) {
 		s.deferrals++
 		s.delayMax = max(s.delayMax, d.DelayS)
 	}
-	code, enh := replyCodes(d.SMTPResponse)
+	code, enh := mtalog.ReplyCodes(d.SMTPResponse)
 	if enh == "" {
 		enh = d.DSN
 	}
@@ -498,7 +499,7 @@ func (a *Aggregator) bounced(r *record.Record, d *record.Delivery) {
 	if s, _ := a.recipDomains.get(domainOf(normAddr(d.Rcpt))); s != nil {
 		s.bounced++
 	}
-	code, enh := replyCodes(d.SMTPResponse)
+	code, enh := mtalog.ReplyCodes(d.SMTPResponse)
 	if enh == "" {
 		enh = d.DSN
 	}
@@ -554,7 +555,7 @@ func (a *Aggregator) rejections(r *record.Record) {
 	one := func(resp, key string, st string) {
 		a.totals.Rejected++
 		a.count(r.Timestamp, func(c *Counts) { c.Rejected++ })
-		code, enh := replyCodes(resp)
+		code, enh := mtalog.ReplyCodes(resp)
 		a.reason(&a.rejects, st, code, enh, failureReason(resp), key)
 		if code >= 400 {
 			a.code(code/100, enh, resp)
@@ -603,7 +604,7 @@ func (a *Aggregator) checks(anomalies []string) {
 			a.totals.RejectWarnings++
 			rest := an[len("reject_warning: "):]
 			stage, reply, _ := strings.Cut(rest, ": ")
-			code, enh := replyCodes(reply)
+			code, enh := mtalog.ReplyCodes(reply)
 			a.reason(&a.warnings, stage, code, enh, failureReason(reply), "")
 		case strings.HasPrefix(an, "warning: header "), strings.HasPrefix(an, "warning: body "):
 			a.totals.RejectWarnings++
@@ -659,7 +660,7 @@ func failureReason(s string) string {
 	if len(s) >= 4 && s[3] == ' ' && isDigit(s[0]) && isDigit(s[1]) && isDigit(s[2]) {
 		s = s[4:]
 	}
-	if w, rest, ok := strings.Cut(s, " "); ok && isEnhanced(w) {
+	if w, rest, ok := strings.Cut(s, " "); ok && mtalog.IsEnhancedCode(w) {
 		s = rest
 	}
 	if strings.HasPrefix(s, "<") {
@@ -748,41 +749,6 @@ func trim(s string, n int) string {
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-// replyCodes finds an SMTP reply code and enhanced status code (RFC 3463)
-// in a reply as logged: "554 5.7.1 …" or "host x said: 450 4.2.0 …".
-func replyCodes(text string) (int, string) {
-	s := text
-	if i := strings.Index(s, " said: "); i >= 0 {
-		s = s[i+len(" said: "):]
-	}
-	code := 0
-	if len(s) >= 4 && (s[3] == ' ' || s[3] == '-') && s[0] >= '2' && s[0] <= '5' && isDigit(s[1]) && isDigit(s[2]) {
-		code = int(s[0]-'0')*100 + int(s[1]-'0')*10 + int(s[2]-'0')
-		s = s[4:]
-	}
-	enh := ""
-	if w, _, _ := strings.Cut(s, " "); isEnhanced(w) {
-		enh = w
-	}
-	return code, enh
-}
-
-func isEnhanced(w string) bool {
-	if len(w) < 5 || len(w) > 11 || (w[0] != '2' && w[0] != '4' && w[0] != '5') || w[1] != '.' {
-		return false
-	}
-	dots := 1
-	for i := 2; i < len(w); i++ {
-		switch {
-		case w[i] == '.':
-			dots++
-		case !isDigit(w[i]):
-			return false
-		}
-	}
-	return dots == 2 && w[len(w)-1] != '.'
-}
 
 // Report returns the summary of everything added so far.
 func (a *Aggregator) Report() *Report {

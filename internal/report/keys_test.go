@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"testing/quick"
+
+	"github.com/smtplog/smtplog/internal/mtalog"
 )
 
 // maskPathsSplit is maskPaths as first written, word by word.
@@ -59,7 +61,7 @@ func failureReasonOf(s string) string {
 	if len(s) >= 4 && s[3] == ' ' && isDigit(s[0]) && isDigit(s[1]) && isDigit(s[2]) {
 		s = s[4:]
 	}
-	if w, rest, ok := strings.Cut(s, " "); ok && isEnhanced(w) {
+	if w, rest, ok := strings.Cut(s, " "); ok && mtalog.IsEnhancedCode(w) {
 		s = rest
 	}
 	if strings.HasPrefix(s, "<") {

@@ -709,7 +709,7 @@ func (c *Correlator) emitMessage(m *message, incomplete bool, emit func(*record.
 				r.Status = d.Status
 			}
 			r.SMTPResponse = d.SMTPResponse
-			r.ReplyCode, r.EnhancedCode = replyCodes(d.SMTPResponse)
+			r.ReplyCode, r.EnhancedCode = mtalog.ReplyCodes(d.SMTPResponse)
 			if r.EnhancedCode == "" {
 				r.EnhancedCode = d.DSN
 			}

@@ -8,6 +8,8 @@ package postfix
 import (
 	"strconv"
 	"strings"
+
+	"github.com/smtplog/smtplog/internal/mtalog"
 )
 
 // Kind says what a Postfix log line reports.
@@ -276,7 +278,7 @@ func parseDelivery(e *Event, s string) {
 			e.QueuedAs = q
 		}
 	}
-	e.Code, e.Enhanced = replyCodes(text)
+	e.Code, e.Enhanced = mtalog.ReplyCodes(text)
 }
 
 // parseFrom: from=<s>, size=N, nrcpt=N (queue active) | from=<s>, status=expired, returned to sender
@@ -394,7 +396,7 @@ func parseAction(e *Event, s string) {
 	if e.Reply == "" && e.Text != "" {
 		e.Reply = e.Text
 	}
-	e.Code, e.Enhanced = replyCodes(e.Reply)
+	e.Code, e.Enhanced = mtalog.ReplyCodes(e.Reply)
 }
 
 // parseSASLFailed: host[ip]: SASL M authentication failed: reason[, sasl_username=U]
@@ -515,41 +517,6 @@ func trimAngle(s string) string {
 		return s[1 : len(s)-1]
 	}
 	return s
-}
-
-// replyCodes finds an SMTP reply code and enhanced status code in text:
-// "554 5.7.1 …" or "host x said: 450 4.2.0 …".
-func replyCodes(text string) (int, string) {
-	s := text
-	if i := strings.Index(s, " said: "); i >= 0 {
-		s = s[i+len(" said: "):]
-	}
-	code := 0
-	if len(s) >= 4 && s[3] == ' ' && s[0] >= '2' && s[0] <= '5' && isDigit(s[1]) && isDigit(s[2]) {
-		code = int(s[0]-'0')*100 + int(s[1]-'0')*10 + int(s[2]-'0')
-		s = s[4:]
-	}
-	enh := ""
-	if w, _, _ := strings.Cut(s, " "); isEnhanced(w) {
-		enh = w
-	}
-	return code, enh
-}
-
-func isEnhanced(w string) bool {
-	if len(w) < 5 || len(w) > 11 || (w[0] != '2' && w[0] != '4' && w[0] != '5') || w[1] != '.' {
-		return false
-	}
-	dots := 1
-	for i := 2; i < len(w); i++ {
-		switch {
-		case w[i] == '.':
-			dots++
-		case !isDigit(w[i]):
-			return false
-		}
-	}
-	return dots == 2 && w[len(w)-1] != '.'
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
