@@ -1,4 +1,5 @@
-// Package mtalogtest holds what the MTA parsers' tests share: a simple
+// Package mtalogtest holds what the tests of the MTA parsers (and of what
+// reads their records) share: a simple
 // reader of syslog fixtures, a correlation driver and golden-file
 // comparison (regenerated with each package's -update flag).
 package mtalogtest
@@ -111,7 +112,13 @@ func Golden(t testing.TB, path string, v any, update bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got = append(got, '\n')
+	GoldenBytes(t, path, append(got, '\n'), update)
+}
+
+// GoldenBytes compares got with the file at path; with update it rewrites
+// the file (and its directory) instead.
+func GoldenBytes(t testing.TB, path string, got []byte, update bool) {
+	t.Helper()
 	if update {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/smtplog/smtplog/internal/mtalog"
+	"github.com/smtplog/smtplog/internal/mtalog/mtalogtest"
 	"github.com/smtplog/smtplog/internal/mtalog/postfix"
 	"github.com/smtplog/smtplog/internal/record"
 )
@@ -71,29 +72,5 @@ func TestGolden(t *testing.T) {
 
 func checkGolden(t *testing.T, path, got string) {
 	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if string(want) != got {
-		gl, wl := strings.Split(got, "\n"), strings.Split(string(want), "\n")
-		for i := 0; i < len(gl) || i < len(wl); i++ {
-			var g, w string
-			if i < len(gl) {
-				g = gl[i]
-			}
-			if i < len(wl) {
-				w = wl[i]
-			}
-			if g != w {
-				t.Fatalf("%s differs at line %d:\n got: %s\nwant: %s\n(run with -update to accept)", path, i+1, g, w)
-			}
-		}
-	}
+	mtalogtest.GoldenBytes(t, path, []byte(got), *update)
 }
