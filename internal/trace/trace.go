@@ -151,52 +151,30 @@ func (b *builder) add(items []store.Item, err error) error {
 func (b *builder) expand() error {
 	for round := 0; round < MaxRounds; round++ {
 		progress := false
-		for len(b.msgIDs) > 0 {
-			id := b.msgIDs[0]
-			b.msgIDs = b.msgIDs[1:]
-			if b.seenMsg[id] {
-				continue
-			}
-			b.seenMsg[id] = true
-			progress = true
-			if err := b.add(b.src.ByMessageID(b.ctx, id)); err != nil {
-				return err
-			}
+		drained, err := drain(&b.msgIDs, b.seenMsg, func(id string) error {
+			return b.add(b.src.ByMessageID(b.ctx, id))
+		})
+		progress = progress || drained
+		if err != nil {
+			return err
 		}
-		for len(b.queues) > 0 {
-			q := b.queues[0]
-			b.queues = b.queues[1:]
-			if b.seenQueue[q] {
-				continue
-			}
-			b.seenQueue[q] = true
-			progress = true
-			if err := b.add(b.src.ByQueueID(b.ctx, q)); err != nil {
-				return err
-			}
+		drained, err = drain(&b.queues, b.seenQueue, func(q string) error {
+			return b.add(b.src.ByQueueID(b.ctx, q))
+		})
+		progress = progress || drained
+		if err != nil {
+			return err
 		}
 		if ps, ok := b.src.(ParentSource); ok {
-			for len(b.parents) > 0 {
-				q := b.parents[0]
-				b.parents = b.parents[1:]
-				if b.seenParent[q] {
-					continue
-				}
-				b.seenParent[q] = true
-				progress = true
-				if err := b.add(ps.ByParentQueueID(b.ctx, q)); err != nil {
-					return err
-				}
+			drained, err = drain(&b.parents, b.seenParent, func(q string) error {
+				return b.add(ps.ByParentQueueID(b.ctx, q))
+			})
+			progress = progress || drained
+			if err != nil {
+				return err
 			}
 		}
-		for len(b.sessions) > 0 {
-			s := b.sessions[0]
-			b.sessions = b.sessions[1:]
-			if b.seenSess[s] {
-				continue
-			}
-			b.seenSess[s] = true
-			progress = true
+		drained, err = drain(&b.sessions, b.seenSess, func(s string) error {
 			items, err := b.src.Session(b.ctx, s)
 			// Only the session record itself: the session's other
 			// messages are other stories.
@@ -206,15 +184,37 @@ func (b *builder) expand() error {
 					keep = append(keep, it)
 				}
 			}
-			if err := b.add(keep, err); err != nil {
-				return err
-			}
+			return b.add(keep, err)
+		})
+		progress = progress || drained
+		if err != nil {
+			return err
 		}
 		if !progress || b.truncated {
 			break
 		}
 	}
 	return nil
+}
+
+// drain takes each key off the front of *queue (which fetch may append
+// to) and, unless seen has it, marks it seen and passes it to fetch; it
+// reports whether any key was new, and stops at fetch's first error.
+func drain(queue *[]string, seen map[string]bool, fetch func(string) error) (bool, error) {
+	progress := false
+	for len(*queue) > 0 {
+		k := (*queue)[0]
+		*queue = (*queue)[1:]
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		progress = true
+		if err := fetch(k); err != nil {
+			return progress, err
+		}
+	}
+	return progress, nil
 }
 
 func (b *builder) result(id string) Trace {
