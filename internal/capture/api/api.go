@@ -252,3 +252,14 @@ func (a *API) parsed(ctx context.Context, qid string) (store.RawMeta, []byte, *m
 	}
 	return meta, raw, mimeview.Parse(raw, mimeview.DefaultLimits()), nil
 }
+
+// parsedOrFail is parsed for a handler: on an error it answers it (with
+// fail) and reports false.
+func (a *API) parsedOrFail(w http.ResponseWriter, r *http.Request, qid string) (store.RawMeta, *mimeview.Message, bool) {
+	meta, _, m, err := a.parsed(r.Context(), qid)
+	if err != nil {
+		a.fail(w, r, err)
+		return meta, nil, false
+	}
+	return meta, m, true
+}

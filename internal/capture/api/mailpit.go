@@ -424,9 +424,8 @@ func (a *API) mpMessage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	meta, _, m, err := a.parsed(r.Context(), qid)
-	if err != nil {
-		a.fail(w, r, err)
+	meta, m, ok := a.parsedOrFail(w, r, qid)
+	if !ok {
 		return
 	}
 	// Mailpit marks a message read when it is fetched.
@@ -456,9 +455,8 @@ func (a *API) mpHeaders(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	_, _, m, err := a.parsed(r.Context(), qid)
-	if err != nil {
-		a.fail(w, r, err)
+	_, m, ok := a.parsedOrFail(w, r, qid)
+	if !ok {
 		return
 	}
 	writeJSON(w, http.StatusOK, m.HeaderMap())

@@ -74,9 +74,8 @@ func (a *API) view(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	meta, _, m, err := a.parsed(r.Context(), qid)
-	if err != nil {
-		a.fail(w, r, err)
+	meta, m, ok := a.parsedOrFail(w, r, qid)
+	if !ok {
 		return
 	}
 	id := strconv.FormatInt(it.ID, 10)
@@ -114,9 +113,8 @@ func (a *API) html(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	_, _, m, err := a.parsed(r.Context(), qid)
-	if err != nil {
-		a.fail(w, r, err)
+	_, m, ok := a.parsedOrFail(w, r, qid)
+	if !ok {
 		return
 	}
 	if m.HTML == "" {
@@ -160,9 +158,8 @@ var inlineTypes = map[string]bool{
 // everything else (HTML included) as an attachment, in a sandbox, never
 // sniffed.
 func (a *API) servePart(w http.ResponseWriter, r *http.Request, qid, partID string) {
-	_, _, m, err := a.parsed(r.Context(), qid)
-	if err != nil {
-		a.fail(w, r, err)
+	_, m, ok := a.parsedOrFail(w, r, qid)
+	if !ok {
 		return
 	}
 	p := m.Part(partID)
