@@ -212,17 +212,7 @@ func (c *Correlator) arrival(ev *Event, t time.Time, host string, emit func(*rec
 	} else {
 		r.MailFrom = record.Ptr(ev.Address)
 	}
-	if ev.Host != nil {
-		r.ClientIP, r.ClientPort = ev.Host.IP, ev.Host.Port
-		r.Helo = ev.Host.Helo
-		if r.Helo == "" {
-			r.Helo = ev.Host.Name
-		}
-	}
-	if ev.Interface != nil {
-		r.ServerIP, r.ServerPort = ev.Interface.IP, ev.Interface.Port
-	}
-	r.Username = ev.AuthID
+	setPeers(r, ev)
 	if r.Size == 0 {
 		r.Size = ev.Size
 	}
@@ -374,17 +364,7 @@ func (c *Correlator) reject(ev *Event, text string, t time.Time, host string, em
 		QueueID:   ev.QueueID,
 		Status:    record.StatusRejected,
 	}
-	if ev.Host != nil {
-		r.ClientIP, r.ClientPort = ev.Host.IP, ev.Host.Port
-		r.Helo = ev.Host.Helo
-		if r.Helo == "" {
-			r.Helo = ev.Host.Name
-		}
-	}
-	if ev.Interface != nil {
-		r.ServerIP, r.ServerPort = ev.Interface.IP, ev.Interface.Port
-	}
-	r.Username = ev.AuthID
+	setPeers(r, ev)
 	if ev.Sender != "" || ev.NullSender {
 		r.MailFrom = record.Ptr(ev.Sender)
 	}
@@ -638,4 +618,20 @@ func decodeHeader(s string) string {
 		return out
 	}
 	return s
+}
+
+// setPeers copies an arrival's or a rejection's client (H=), server
+// interface (I=) and authenticated user (A=) to r.
+func setPeers(r *record.Record, ev *Event) {
+	if ev.Host != nil {
+		r.ClientIP, r.ClientPort = ev.Host.IP, ev.Host.Port
+		r.Helo = ev.Host.Helo
+		if r.Helo == "" {
+			r.Helo = ev.Host.Name
+		}
+	}
+	if ev.Interface != nil {
+		r.ServerIP, r.ServerPort = ev.Interface.IP, ev.Interface.Port
+	}
+	r.Username = ev.AuthID
 }
