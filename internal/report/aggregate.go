@@ -484,10 +484,7 @@ func (a *Aggregator) deferred(r *record.Record, d *record.Delivery) {
 		s.deferrals++
 		s.delayMax = max(s.delayMax, d.DelayS)
 	}
-	code, enh := mtalog.ReplyCodes(d.SMTPResponse)
-	if enh == "" {
-		enh = d.DSN
-	}
+	code, enh := deliveryCodes(d)
 	a.reason(&a.deferrals, "", code, enh, failureReason(d.SMTPResponse), domainOf(normAddr(d.Rcpt)))
 	a.code(4, enh, d.SMTPResponse)
 	a.relay(d, func(m *mxStat) { m.deferred++ })
@@ -499,13 +496,20 @@ func (a *Aggregator) bounced(r *record.Record, d *record.Delivery) {
 	if s, _ := a.recipDomains.get(domainOf(normAddr(d.Rcpt))); s != nil {
 		s.bounced++
 	}
+	code, enh := deliveryCodes(d)
+	a.reason(&a.bounces, relayHost(d.Relay), code, enh, failureReason(d.SMTPResponse), normAddr(d.Rcpt))
+	a.code(5, enh, d.SMTPResponse)
+	a.relay(d, func(m *mxStat) { m.bounced++ })
+}
+
+// deliveryCodes returns the reply code and enhanced status code of d's
+// reply, the latter falling back to its DSN.
+func deliveryCodes(d *record.Delivery) (int, string) {
 	code, enh := mtalog.ReplyCodes(d.SMTPResponse)
 	if enh == "" {
 		enh = d.DSN
 	}
-	a.reason(&a.bounces, relayHost(d.Relay), code, enh, failureReason(d.SMTPResponse), normAddr(d.Rcpt))
-	a.code(5, enh, d.SMTPResponse)
-	a.relay(d, func(m *mxStat) { m.bounced++ })
+	return code, enh
 }
 
 // relay counts an attempt towards a network next hop ("host[ip]:port").
