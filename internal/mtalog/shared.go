@@ -2,6 +2,7 @@ package mtalog
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -88,4 +89,41 @@ func IsEnhancedCode(w string) bool {
 		}
 	}
 	return dots == 2 && w[len(w)-1] != '.'
+}
+
+// ParseDelay parses a delay as Exim and OpenSMTPD log it, numbers with
+// units ("1w2d", "1d2h3m4s", "0.123s", "10s"), into seconds; it returns 0
+// for anything else, a number without a unit included.
+func ParseDelay(v string) float64 {
+	total := 0.0
+	start := 0
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if isDigit(c) || c == '.' {
+			continue
+		}
+		n, err := strconv.ParseFloat(v[start:i], 64)
+		if err != nil {
+			return 0
+		}
+		start = i + 1
+		switch c {
+		case 'w':
+			total += n * 7 * 86400
+		case 'd':
+			total += n * 86400
+		case 'h':
+			total += n * 3600
+		case 'm':
+			total += n * 60
+		case 's':
+			total += n
+		default:
+			return 0
+		}
+	}
+	if start != len(v) {
+		return 0
+	}
+	return total
 }

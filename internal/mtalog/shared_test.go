@@ -21,3 +21,14 @@ func TestReplyCodes(t *testing.T) {
 		}
 	}
 }
+
+func TestParseDelay(t *testing.T) {
+	for in, want := range map[string]float64{
+		"1d2h3m4s": 93784, "0.123s": 0.123, "10s": 10, "1w": 604800, "2m3s": 123,
+		"": 0, "s": 0, "12": 0, "1m5": 0, "1x": 0, "1..2s": 0,
+	} {
+		if got := ParseDelay(in); got != want {
+			t.Errorf("ParseDelay(%q) = %v, want %v", in, got, want)
+		}
+	}
+}

@@ -490,49 +490,12 @@ func set(ev *Event, key, v string) {
 			ev.Confirm = v
 		}
 	case "QT":
-		ev.QueueTime = duration(v)
+		ev.QueueTime = mtalog.ParseDelay(v)
 	case "DT":
-		ev.DeliverTime = duration(v)
+		ev.DeliverTime = mtalog.ParseDelay(v)
 	case "D":
-		ev.Duration = duration(v)
+		ev.Duration = mtalog.ParseDelay(v)
 	}
-}
-
-// duration parses Exim's readconf_printtime format ("1d2h3m4s", "0.123s",
-// "10s") into seconds; it returns 0 for anything else.
-func duration(v string) float64 {
-	total := 0.0
-	num := ""
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c >= '0' && c <= '9' || c == '.' {
-			num += string(c)
-			continue
-		}
-		n, err := strconv.ParseFloat(num, 64)
-		if err != nil {
-			return 0
-		}
-		num = ""
-		switch c {
-		case 'w':
-			total += n * 7 * 86400
-		case 'd':
-			total += n * 86400
-		case 'h':
-			total += n * 3600
-		case 'm':
-			total += n * 60
-		case 's':
-			total += n
-		default:
-			return 0
-		}
-	}
-	if num != "" {
-		return 0
-	}
-	return total
 }
 
 // scanner walks a space-separated Exim field list.
@@ -781,7 +744,7 @@ func parseDelivery(ev *Event, s string) {
 	text := fields(ev, rest)
 	// +deliver_time puts DT= after the error text of "**" lines.
 	if i := strings.LastIndex(text, " DT="); i >= 0 && !strings.Contains(text[i+4:], " ") {
-		ev.DeliverTime = duration(text[i+4:])
+		ev.DeliverTime = mtalog.ParseDelay(text[i+4:])
 		text = text[:i]
 	}
 	ev.Text = text

@@ -444,7 +444,7 @@ func (c *Correlator) delivery(ev Event, t time.Time, host string, emit func(*rec
 	} else if ev.Side == "mda" {
 		d.Relay = "local"
 	}
-	d.DelayS = duration(f["delay"])
+	d.DelayS = mtalog.ParseDelay(f["delay"])
 	if !slices.Contains(r.RcptTo, d.Rcpt) && d.Rcpt != "" {
 		r.RcptTo = append(r.RcptTo, d.Rcpt)
 	}
@@ -460,37 +460,6 @@ func (c *Correlator) delivery(ev Event, t time.Time, host string, emit func(*rec
 		setStatus(r)
 		emit(r)
 	}
-}
-
-// duration parses smtpd's delay ("1s", "2m3s", "1h2m3s", "1d2h3m4s").
-func duration(v string) float64 {
-	total, n := 0.0, 0.0
-	digits := false
-	for i := 0; i < len(v); i++ {
-		ch := v[i]
-		if ch >= '0' && ch <= '9' {
-			n = n*10 + float64(ch-'0')
-			digits = true
-			continue
-		}
-		if !digits {
-			return 0
-		}
-		switch ch {
-		case 'd':
-			total += n * 86400
-		case 'h':
-			total += n * 3600
-		case 'm':
-			total += n * 60
-		case 's':
-			total += n
-		default:
-			return 0
-		}
-		n, digits = 0, false
-	}
-	return total
 }
 
 // setStatus sets the message status to the worst of its recipients' latest
