@@ -1,6 +1,7 @@
 package exim
 
 import (
+	"cmp"
 	"mime"
 	"slices"
 	"strconv"
@@ -119,10 +120,7 @@ func (c *Correlator) Feed(l mtalog.Line, emit func(*record.Record)) bool {
 	}
 	t = t.UTC()
 	c.release(t.Add(-holdRejects), emit)
-	host := l.Host
-	if host == "" {
-		host = c.opts.Host
-	}
+	host := cmp.Or(l.Host, c.opts.Host)
 	switch ev.Kind {
 	case KindArrival:
 		c.arrival(&ev, t, host, emit)

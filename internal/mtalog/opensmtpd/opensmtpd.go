@@ -11,6 +11,7 @@
 package opensmtpd
 
 import (
+	"cmp"
 	"errors"
 	"slices"
 	"strconv"
@@ -206,10 +207,7 @@ func (c *Correlator) Feed(l mtalog.Line, emit func(*record.Record)) bool {
 		return false
 	}
 	t := l.Time.UTC()
-	host := l.Host
-	if host == "" {
-		host = c.opts.Host
-	}
+	host := cmp.Or(l.Host, c.opts.Host)
 	if ev.Session == "" {
 		return ev.Level == "info" || ev.Level == "debug"
 	}

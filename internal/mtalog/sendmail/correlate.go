@@ -1,6 +1,7 @@
 package sendmail
 
 import (
+	"cmp"
 	"slices"
 	"strconv"
 	"strings"
@@ -69,10 +70,7 @@ func (c *Correlator) Feed(l mtalog.Line, emit func(*record.Record)) bool {
 		return false
 	}
 	t := l.Time.UTC()
-	host := l.Host
-	if host == "" {
-		host = c.opts.Host
-	}
+	host := cmp.Or(l.Host, c.opts.Host)
 	switch ev.Kind {
 	case "from":
 		c.from(&ev, l.PID, t, host, emit)
