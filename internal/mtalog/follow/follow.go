@@ -36,10 +36,15 @@
 // bytes match what it had read) and restarts the truncated file at 0. Lines
 // the writer wrote between logrotate's copy and its truncate are in neither
 // file: copytruncate loses them by nature ("some logging data might be
-// lost", logrotate(8)); nothing else is lost or repeated.
+// lost", logrotate(8)); nothing else is lost or repeated. A file waiting in
+// the queue (the follower lagging behind a rename, or a rotation running
+// while it lists the files at start) is recognised by its inode and its
+// first bytes, observed while it waits; if it was truncated meanwhile, its
+// copy is read first, found by those bytes, or the loss is reported.
 package follow
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -185,11 +190,17 @@ type source struct {
 	read int64  // offset of the next byte to read
 	tail []byte // the last ≤ tailWindow bytes read, ending at read
 	head []byte // the file's first ≤ headWindow bytes
+	// seen is, for a queued file not yet read, the largest size observed;
+	// with head it tells, when the follower switches to the file, whether
+	// it was truncated (copytruncate) while it waited.
+	seen int64
 }
 
 func (s *source) remember(b []byte) {
-	if start := s.read - int64(len(b)); start == int64(len(s.head)) && len(s.head) < headWindow {
-		s.head = append(s.head, b[:min(len(b), headWindow-len(s.head))]...)
+	// The head may already hold bytes observed while the file was queued.
+	if start, h := s.read-int64(len(b)), int64(len(s.head)); h < headWindow && start <= h && h < s.read {
+		from := h - start
+		s.head = append(s.head, b[from:min(int64(len(b)), from+headWindow-h)]...)
 	}
 	if len(b) >= tailWindow {
 		s.tail = append(s.tail[:0], b[len(b)-tailWindow:]...)
@@ -200,11 +211,52 @@ func (s *source) remember(b []byte) {
 	s.tail = append(s.tail, b...)
 }
 
+// intact reports whether a queued file still holds what was observed of
+// it: it did not shrink and its first bytes are unchanged.
+func (s *source) intact() bool {
+	fi, err := s.f.Stat()
+	return err == nil && fi.Size() >= s.seen && sameBytes(s.f, 0, s.head)
+}
+
+// observe records, for a queued file not yet read, its size and its first
+// bytes, up to headWindow; a file that is no longer intact is left as it
+// was observed, for the check when the follower switches to it.
+func (s *source) observe() {
+	if s.read != 0 || s.sp.consumed != 0 || !s.intact() {
+		return
+	}
+	fi, err := s.f.Stat()
+	if err != nil {
+		return
+	}
+	s.seen = max(s.seen, fi.Size())
+	if h := int64(len(s.head)); h < headWindow && fi.Size() > h {
+		b := make([]byte, min(fi.Size(), headWindow)-h)
+		n, _ := s.f.ReadAt(b, h)
+		s.head = append(s.head, b[:n]...)
+	}
+}
+
+// Bounds: files queued, and identities of finished files remembered.
+const (
+	maxQueue = 64
+	maxDone  = 64
+)
+
+// doneFile names a file read to its end: by identity and, since a deleted
+// file's inode can be reused, by the hash of its first bytes.
+type doneFile struct {
+	id       fileID
+	headLen  int
+	headHash string
+}
+
 // run holds Run's state; it is owned by Run's goroutine.
 type run struct {
 	*Follower
 	cur   *source
-	queue []*source // files to read after cur, oldest first
+	queue []*source  // files to read after cur, oldest first
+	done  []doneFile // the files last finished, newest last (≤ maxDone)
 	buf   []byte
 	batch []Line
 }
@@ -384,26 +436,30 @@ func (r *run) start(ctx context.Context) error {
 	// inode, content verified), then by content alone (a copytruncate copy).
 	// Each candidate is opened before it is checked, so that a rename in
 	// between cannot swap the file under the check.
-	names := append([]string{r.cfg.Path}, r.rotatedFiles()...)
+	// A rotation running meanwhile can move the file from a name not yet
+	// tried to one already tried: the search is repeated a few times.
 	found := ""
 	var s *source
-	for pass := 0; pass < 2 && found == ""; pass++ {
-		for _, n := range names {
-			fh, err := os.Open(n)
-			if err != nil {
-				continue
+	for attempt := 0; attempt < 3 && found == ""; attempt++ {
+		names := append([]string{r.cfg.Path}, r.rotatedFiles()...)
+		for pass := 0; pass < 2 && found == ""; pass++ {
+			for _, n := range names {
+				fh, err := os.Open(n)
+				if err != nil {
+					continue
+				}
+				fi, err := fh.Stat()
+				if err != nil || fi.Size() < ck.Offset || (pass == 0 && idOf(fi) != (fileID{ck.Dev, ck.Ino})) || !ck.matches(fh) {
+					fh.Close()
+					continue
+				}
+				if s, err = r.source(fh, n, ck.Offset); err != nil {
+					fh.Close()
+					return fmt.Errorf("follow: %w", err)
+				}
+				found = n
+				break
 			}
-			fi, err := fh.Stat()
-			if err != nil || fi.Size() < ck.Offset || (pass == 0 && idOf(fi) != (fileID{ck.Dev, ck.Ino})) || !ck.matches(fh) {
-				fh.Close()
-				continue
-			}
-			if s, err = r.source(fh, n, ck.Offset); err != nil {
-				fh.Close()
-				return fmt.Errorf("follow: %w", err)
-			}
-			found = n
-			break
 		}
 	}
 	if found == "" {
@@ -432,25 +488,52 @@ func (r *run) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("follow: %w", err)
 	}
+	// Each file is opened before it is checked (fstat), so that a rotation
+	// running meanwhile cannot swap it; the listing is repeated until it
+	// shows no file not yet seen, since such a rotation can also move a
+	// file from a name not yet listed to one already listed.
 	type cand struct {
-		name string
-		mod  time.Time
+		q   *source
+		mod time.Time
 	}
 	var later []cand
-	for _, n := range r.rotatedFiles() {
-		fi, err := os.Stat(n)
-		if err != nil || idOf(fi) == s.id || fi.ModTime().Before(cfi.ModTime()) {
-			continue
+	seen := map[fileID]bool{s.id: true}
+	for attempt := 0; attempt < 4; attempt++ {
+		added := false
+		for _, n := range r.rotatedFiles() {
+			fh, err := os.Open(n)
+			if err != nil {
+				continue
+			}
+			fi, err := fh.Stat()
+			if err != nil || seen[idOf(fi)] || len(later) >= maxQueue {
+				fh.Close()
+				continue
+			}
+			seen[idOf(fi)] = true
+			if fi.ModTime().Before(cfi.ModTime()) {
+				fh.Close()
+				continue
+			}
+			q, err := r.source(fh, n, 0)
+			if err != nil {
+				fh.Close()
+				continue
+			}
+			q.observe()
+			later = append(later, cand{q, fi.ModTime()})
+			added = true
 		}
-		later = append(later, cand{n, fi.ModTime()})
+		if !added {
+			break
+		}
 	}
 	slices.SortStableFunc(later, func(a, b cand) int { return a.mod.Compare(b.mod) })
 	for _, c := range later {
-		if q, err := r.open(c.name, 0); err == nil {
-			r.queue = append(r.queue, q)
-		}
+		r.queue = append(r.queue, c.q)
 	}
 	if q, err := r.open(r.cfg.Path, 0); err == nil && !r.known(q.id) {
+		q.observe()
 		r.queue = append(r.queue, q)
 	} else if err == nil {
 		q.f.Close()
@@ -498,14 +581,20 @@ func (r *run) step(ctx context.Context) (bool, error) {
 	}
 	// A new file at the path is remembered at once, so that every generation
 	// is read even if the path is rotated again before cur is finished.
-	if fi, err := os.Stat(r.cfg.Path); err == nil && !r.known(idOf(fi)) && len(r.queue) < 64 {
+	if fi, err := os.Stat(r.cfg.Path); err == nil && !r.known(idOf(fi)) && len(r.queue) < maxQueue {
 		if q, err := r.open(r.cfg.Path, 0); err == nil {
 			if r.known(q.id) {
 				q.f.Close()
 			} else {
+				q.observe()
 				r.queue = append(r.queue, q)
 				r.event(EventRotated, r.cfg.Path, "")
 			}
+		}
+	}
+	for _, q := range r.queue {
+		if len(q.head) < headWindow {
+			q.observe()
 		}
 	}
 	if err := r.checkTruncated(ctx); err != nil {
@@ -519,9 +608,9 @@ func (r *run) step(ctx context.Context) (bool, error) {
 			nextReady = true
 		}
 	}
-	n, err := r.drain(ctx)
-	if err != nil || n > 0 {
-		return n > 0, err
+	n, switched, err := r.drain(ctx)
+	if err != nil || n > 0 || switched {
+		return n > 0 || switched, err
 	}
 	if !nextReady {
 		return false, nil
@@ -534,6 +623,7 @@ func (r *run) step(ctx context.Context) (bool, error) {
 		}
 	}
 	old := r.cur
+	r.finished(old)
 	r.cur, r.queue = r.queue[0], r.queue[1:]
 	if r.cur.f != old.f {
 		old.f.Close()
@@ -542,10 +632,96 @@ func (r *run) step(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
+// finished remembers that a file was read to its end.
+func (r *run) finished(s *source) {
+	if len(r.done) == maxDone {
+		r.done = append(r.done[:0], r.done[1:]...)
+	}
+	r.done = append(r.done, doneFile{id: s.id, headLen: len(s.head), headHash: sum(s.head)})
+}
+
+// wasRead reports whether fh is a file already read to its end.
+func (r *run) wasRead(fh *os.File, id fileID) bool {
+	for _, d := range r.done {
+		if d.id == id {
+			if h, ok := hashRange(fh, 0, int64(d.headLen)); ok && h == d.headHash {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// rewrittenQueued handles cur, a file that waited in the queue and was
+// truncated meanwhile (copytruncate while the follower lagged behind a
+// rename, or while it listed the files at start): what it held is in a
+// copy, which is read first; the truncated file follows it from 0. The
+// copy may have been read already (queued itself, when it appeared while
+// the follower listed the files at start).
+func (r *run) rewrittenQueued() {
+	s := r.cur
+	r.event(EventTruncated, s.name, fmt.Sprintf("truncated or rewritten while queued (had %d bytes)", s.seen))
+	restart := &source{f: s.f, name: s.name, id: s.id}
+	restart.sp.reset(0, r.cfg.MaxLineBytes)
+	cp, read := r.findCopy(s, 0, nil)
+	switch {
+	case cp != nil:
+		r.cur = cp
+		r.queue = append([]*source{restart}, r.queue...)
+		r.event(EventOpened, cp.name, "copy of "+s.name)
+	case read:
+		r.cur = restart
+	default:
+		r.event(EventPossibleLoss, s.name, "truncated while queued and no rotated copy holds what it had")
+		r.cur = restart
+	}
+}
+
+// findCopy looks among the rotated files for a copy of s holding its first
+// bytes and, when tail is not empty, tail just before at; the copy is
+// positioned at at, with s's splitter state. read reports that the only
+// copy found was already read to its end.
+func (r *run) findCopy(s *source, at int64, tail []byte) (cp *source, read bool) {
+	if at == 0 && len(s.head) == 0 {
+		return nil, false // nothing to recognise a copy by
+	}
+	for _, n := range r.rotatedFiles() {
+		fh, err := os.Open(n)
+		if err != nil {
+			continue
+		}
+		fi, err := fh.Stat()
+		if err != nil || idOf(fi) == s.id || r.known(idOf(fi)) || fi.Size() < max(at, s.seen) ||
+			!sameBytes(fh, at-int64(len(tail)), tail) || !sameBytes(fh, 0, s.head) {
+			fh.Close()
+			continue
+		}
+		if r.wasRead(fh, idOf(fi)) {
+			fh.Close()
+			read = true
+			continue
+		}
+		cp = &source{f: fh, name: n, id: idOf(fi), sp: s.sp, read: at, tail: tail, head: s.head}
+		if at == 0 {
+			cp.sp.reset(0, r.cfg.MaxLineBytes)
+			cp.head = nil
+		}
+		return cp, false
+	}
+	return nil, read
+}
+
 // checkTruncated detects copytruncate: cur shrank below what was read, or
 // the bytes last read are no longer there.
 func (r *run) checkTruncated(ctx context.Context) error {
 	s := r.cur
+	if s.read == 0 && s.sp.consumed == 0 {
+		// Not read yet: compare with what was observed while it was queued.
+		if !s.intact() {
+			r.rewrittenQueued()
+		}
+		return nil
+	}
 	fi, err := s.f.Stat()
 	if err != nil {
 		return fmt.Errorf("follow: %w", err)
@@ -558,20 +734,7 @@ func (r *run) checkTruncated(ctx context.Context) error {
 	// continues exactly where cur was; the truncated file follows it from 0.
 	restart := &source{f: s.f, name: s.name, id: s.id}
 	restart.sp.reset(0, r.cfg.MaxLineBytes)
-	for _, n := range r.rotatedFiles() {
-		fi, err := os.Stat(n)
-		if err != nil || idOf(fi) == s.id || r.known(idOf(fi)) || fi.Size() < s.read {
-			continue
-		}
-		fh, err := os.Open(n)
-		if err != nil {
-			continue
-		}
-		if !sameBytes(fh, s.read-int64(len(s.tail)), s.tail) || !sameBytes(fh, 0, s.head) {
-			fh.Close()
-			continue
-		}
-		cp := &source{f: fh, name: n, id: idOf(fi), sp: s.sp, read: s.read, tail: s.tail, head: s.head}
+	if cp, _ := r.findCopy(s, s.read, s.tail); cp != nil {
 		r.cur = cp
 		r.queue = append([]*source{restart}, r.queue...)
 		return nil
@@ -582,15 +745,26 @@ func (r *run) checkTruncated(ctx context.Context) error {
 }
 
 // drain reads cur to its current end, delivering complete lines batch by
-// batch. It returns the number of bytes read.
-func (r *run) drain(ctx context.Context) (int64, error) {
+// batch. It returns the number of bytes read, and switched when it found
+// cur, a file observed while queued, truncated at its first read and
+// switched to its copy instead.
+func (r *run) drain(ctx context.Context) (total int64, switched bool, err error) {
 	s := r.cur
-	var total int64
 	for range 64 { // bounded: step checks rotation between rounds
 		if err := ctx.Err(); err != nil {
-			return total, err
+			return total, false, err
 		}
 		n, err := s.f.ReadAt(r.buf, s.read)
+		if s.read == 0 && s.sp.consumed == 0 && (n > 0 || s.seen > 0) {
+			// The first read of a file observed while queued: the bytes
+			// must be those observed (checkTruncated compared them just
+			// before, but the file may have been truncated since).
+			k := min(n, len(s.head))
+			if !bytes.Equal(r.buf[:k], s.head[:k]) || (n < len(r.buf) && int64(n) < s.seen) {
+				r.rewrittenQueued()
+				return total, true, nil
+			}
+		}
 		if n > 0 {
 			chunk := r.buf[:n]
 			s.read += int64(n)
@@ -601,17 +775,17 @@ func (r *run) drain(ctx context.Context) (int64, error) {
 				r.batch = append(r.batch, l)
 			})
 			if err := r.deliver(ctx); err != nil {
-				return total, err
+				return total, false, err
 			}
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
-			return total, fmt.Errorf("follow: read %s: %w", s.name, err)
+			return total, false, fmt.Errorf("follow: read %s: %w", s.name, err)
 		}
 		if n < len(r.buf) {
-			return total, nil
+			return total, false, nil
 		}
 	}
-	return total, nil
+	return total, false, nil
 }
 
 // deliver hands the pending batch to the handler and saves the checkpoint.
