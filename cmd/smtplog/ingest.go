@@ -19,6 +19,7 @@ import (
 	"github.com/smtplog/smtplog/internal/mtalog/postfix"
 	"github.com/smtplog/smtplog/internal/mtalog/sendmail"
 	"github.com/smtplog/smtplog/internal/record"
+	"github.com/smtplog/smtplog/internal/store"
 )
 
 // ingestDialects lists the MTAs `smtplog ingest` knows, one line each; --mta
@@ -36,6 +37,7 @@ func newIngestCmd(e *env) *cobra.Command {
 	var (
 		mta        string
 		outPath    string
+		dbPath     string
 		format     string
 		unparsed   string
 		flushAfter time.Duration
@@ -53,7 +55,7 @@ func newIngestCmd(e *env) *cobra.Command {
 		Long: `Read MTA log files (plain or gzip, detected by content; "-" is standard
 input), join their lines by queue ID into one record per message (with
 per-recipient deliveries) and per SMTP session, and write them as JSON lines
-or text. Several files (a rotated set like mail.log.2.gz mail.log.1
+or text, or, with --db, store them (in bulk) for search and trace. Several files (a rotated set like mail.log.2.gz mail.log.1
 mail.log) are merged in time order. With --mta auto (the default) each line
 goes to the MTA its program name belongs to (postfix/*, exim, exim4,
 sm-mta, sendmail, smtpd) or, for other program names, the MTA whose message
@@ -65,7 +67,8 @@ error.
 ` + followGuarantee,
 		Example: `  smtplog ingest /var/log/mail.log.1.gz /var/log/mail.log --out -
   smtplog ingest --mta postfix --unparsed unknown.txt - < mail.log > records.jsonl
-  smtplog ingest --follow /var/log/mail.log --checkpoint-dir /var/lib/smtplog/ingest --out /var/log/smtplog.jsonl`,
+  smtplog ingest --follow /var/log/mail.log --checkpoint-dir /var/lib/smtplog/ingest --out /var/log/smtplog.jsonl
+  smtplog ingest --db smtplog.db /var/log/mail.log.1 /var/log/mail.log`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := record.ParseFormat(format)
@@ -80,6 +83,9 @@ error.
 			}
 			if flushAfter < 0 {
 				return exitError{code: 2, msg: "--flush-after must not be negative"}
+			}
+			if dbPath != "" && cmd.Flags().Changed("out") {
+				return exitError{code: 2, msg: "--db and --out are mutually exclusive: records go either to a store or to a file"}
 			}
 			if follow {
 				if err := checkFollowable(args); err != nil {
@@ -111,7 +117,7 @@ error.
 				}
 			}
 			c := ingestConfig{
-				dialects: dialects, mta: mta, files: args, outPath: outPath, format: f,
+				dialects: dialects, mta: mta, files: args, outPath: outPath, dbPath: dbPath, format: f,
 				unparsed: unparsed, flushAfter: flushAfter, maxLine: maxLine, progress: progress,
 				checkpointDir: ckDir, flushEvery: flushEvery, maxJournal: maxJournal, poll: poll,
 			}
@@ -124,6 +130,7 @@ error.
 	fs := cmd.Flags()
 	fs.StringVar(&mta, "mta", "auto", "which MTA wrote the logs: auto, postfix, exim, sendmail, opensmtpd")
 	fs.StringVar(&outPath, "out", "-", "write records to this file (- is standard output)")
+	fs.StringVar(&dbPath, "db", "", "store records in this SQLite database (as search and trace read) instead of writing them to --out")
 	fs.StringVar(&format, "format", "json", "record format: json or text")
 	fs.StringVar(&unparsed, "unparsed", "", "append the lines no parser understood to this file")
 	fs.DurationVar(&flushAfter, "flush-after", mtalog.DefaultFlushAfter, "emit a message as incomplete after this long (log time) without a line")
@@ -151,6 +158,7 @@ type ingestConfig struct {
 	mta        string
 	files      []string
 	outPath    string
+	dbPath     string // --db: records go to the store instead of outPath
 	format     record.Format
 	unparsed   string
 	flushAfter time.Duration
@@ -162,6 +170,9 @@ type ingestConfig struct {
 	maxJournal    int
 	poll          time.Duration
 }
+
+// ingestDBBatch is the number of records per Insert with --db.
+const ingestDBBatch = 5000
 
 func runIngest(ctx context.Context, e *env, c ingestConfig) (err error) {
 	var out io.Writer = e.stdout
@@ -179,6 +190,29 @@ func runIngest(ctx context.Context, e *env, c ingestConfig) (err error) {
 	}
 	bw := bufio.NewWriterSize(out, 256<<10)
 	w := record.NewWriter(bw, c.format)
+	write := w.Write
+	var db *store.Store
+	var pending []*record.Record
+	if c.dbPath != "" {
+		if db, err = store.Open(ctx, c.dbPath, store.Options{}); err != nil {
+			return exitError{code: 1, msg: fmt.Sprintf("ingest: %v", err)}
+		}
+		defer func() {
+			if cerr := db.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+				err = exitError{code: 1, msg: fmt.Sprintf("ingest: %v", cerr)}
+			}
+		}()
+		// Bulk inserts in batches, bounded.
+		write = func(r *record.Record) error {
+			pending = append(pending, r)
+			if len(pending) < ingestDBBatch {
+				return nil
+			}
+			err := db.Insert(ctx, pending)
+			pending = pending[:0]
+			return err
+		}
+	}
 
 	var unw *bufio.Writer
 	if c.unparsed != "" {
@@ -194,7 +228,7 @@ func runIngest(ctx context.Context, e *env, c ingestConfig) (err error) {
 		MTA:        c.mta,
 		FlushAfter: c.flushAfter,
 		Handler: record.HandlerFunc(func(_ context.Context, r *record.Record) error {
-			return w.Write(r)
+			return write(r)
 		}),
 	}
 	if unw != nil {
@@ -221,6 +255,11 @@ func runIngest(ctx context.Context, e *env, c ingestConfig) (err error) {
 	start := time.Now()
 	runErr := p.Run(ctx, mtalog.Merge(files...))
 	stop()
+	if db != nil && len(pending) > 0 && runErr == nil {
+		if err := db.Insert(ctx, pending); err != nil {
+			runErr = fmt.Errorf("store records: %w", err)
+		}
+	}
 	if err := bw.Flush(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("write records: %w", err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/smtplog/smtplog/internal/mtalog"
 	"github.com/smtplog/smtplog/internal/mtalog/follow"
 	"github.com/smtplog/smtplog/internal/record"
+	"github.com/smtplog/smtplog/internal/store"
 )
 
 // followGuarantee is the --follow part of `smtplog ingest --help`.
@@ -42,9 +43,11 @@ are never all complete for --max-journal lines is cut there (counted), and
 a message open across such a cut can come out as two incomplete records
 after a restart; lines lost by rotation itself (copytruncate's window,
 rotated files compressed before they were read) are reported, not
-recovered; a copytruncate of a file the follower has queued but not begun
-to read (it lags behind a rename rotation just before) is not detected.
-The replay assumes that an MTA's records after a point where none of its
+recovered. With --db instead of --out, each batch's records are
+committed to the store before the state that covers them is saved: a
+restart never loses a stored record, but the store cannot be cut back, so
+a crash between the commit and the save stores the records of that one
+batch again. The replay assumes that an MTA's records after a point where none of its
 messages was open depend only on the lines after it; replays that differ
 are counted. Use one --checkpoint-dir per output.`
 
@@ -160,6 +163,9 @@ type followRun struct {
 	un      *countingFile
 	unw     *bufio.Writer
 	sources []*followSource
+	// With --db: the records of the batch being committed, and the store.
+	db      *store.Store
+	pending []*record.Record
 }
 
 type followSource struct {
@@ -220,6 +226,18 @@ func runFollow(ctx context.Context, e *env, c ingestConfig) (err error) {
 	}
 	r.bw = bufio.NewWriterSize(out, 256<<10)
 	r.w = record.NewWriter(r.bw, c.format)
+	if c.dbPath != "" {
+		db, err := store.Open(ctx, c.dbPath, store.Options{})
+		if err != nil {
+			return exitError{code: 1, msg: fmt.Sprintf("ingest: %v", err)}
+		}
+		defer func() {
+			if cerr := db.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+				err = exitError{code: 1, msg: fmt.Sprintf("ingest: %v", cerr)}
+			}
+		}()
+		r.db = db
+	}
 	if c.unparsed != "" {
 		f, _, err := openCommitted(c.unparsed, keepUn)
 		if err != nil {
@@ -244,7 +262,13 @@ func runFollow(ctx context.Context, e *env, c ingestConfig) (err error) {
 		}
 		po := mtalog.PipelineOptions{
 			Dialects: c.dialects, MTA: c.mta, FlushAfter: c.flushAfter,
-			Handler: record.HandlerFunc(func(_ context.Context, rec *record.Record) error { return r.w.Write(rec) }),
+			Handler: record.HandlerFunc(func(_ context.Context, rec *record.Record) error {
+				if r.db != nil {
+					r.pending = append(r.pending, rec)
+					return nil
+				}
+				return r.w.Write(rec)
+			}),
 		}
 		if r.unw != nil {
 			po.Unparsed = r.unw
@@ -410,6 +434,13 @@ func (r *followRun) commit(ctx context.Context, s *followSource) error {
 }
 
 func (r *followRun) flushOutputs() error {
+	if r.db != nil && len(r.pending) > 0 {
+		// Committed even when stopping: the batch was fed, its state follows.
+		if err := r.db.Insert(context.Background(), r.pending); err != nil {
+			return fmt.Errorf("store records: %w", err)
+		}
+		r.pending = r.pending[:0]
+	}
 	if err := r.bw.Flush(); err != nil {
 		return fmt.Errorf("write records: %w", err)
 	}

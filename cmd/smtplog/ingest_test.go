@@ -880,3 +880,42 @@ func TestIngestFollowCopytruncateWhileStopped(t *testing.T) {
 	}
 	checkFollowOutput(t, w, filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "unparsed.txt"))
 }
+
+// TestIngestDB: records ingested into a store are found by search and
+// trace; --db and --out together are refused.
+func TestIngestDB(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "smtplog.db")
+	code, _, errOut := runCLI(t, nil, "ingest", "--progress", "never", "--db", db, fixture("postfix/real-3.7.log"))
+	if code != 0 {
+		t.Fatalf("ingest --db: exit %d: %s", code, errOut)
+	}
+	golden, err := os.ReadFile(fixture("postfix/real-3.7.golden.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msg struct {
+		Type      string `json:"type"`
+		QueueID   string `json:"queue_id"`
+		MessageID string `json:"message_id"`
+	}
+	for _, l := range strings.Split(string(golden), "\n") {
+		if json.Unmarshal([]byte(l), &msg) == nil && msg.Type == "message" && msg.QueueID != "" && msg.MessageID != "" {
+			break
+		}
+	}
+	if msg.QueueID == "" || msg.MessageID == "" {
+		t.Fatal("no message with a queue ID and a Message-ID in the fixture")
+	}
+	code, out, errOut := runCLI(t, nil, "search", "--db", db, "msgid:"+strings.Trim(msg.MessageID, "<>"))
+	if code != 0 || !strings.Contains(out, msg.QueueID) {
+		t.Errorf("search: exit %d, %q lacks %s: %s", code, out, msg.QueueID, errOut)
+	}
+	code, out, errOut = runCLI(t, nil, "trace", "--db", db, msg.QueueID)
+	if code != 0 || !strings.Contains(out, msg.QueueID) {
+		t.Errorf("trace: exit %d, %q lacks %s: %s", code, out, msg.QueueID, errOut)
+	}
+	code, _, errOut = runCLI(t, nil, "ingest", "--db", db, "--out", "-", fixture("postfix/real-3.7.log"))
+	if code != 2 || !strings.Contains(errOut, "mutually exclusive") {
+		t.Errorf("--db with --out: exit %d: %s", code, errOut)
+	}
+}
