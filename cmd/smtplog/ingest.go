@@ -55,8 +55,9 @@ func newIngestCmd(e *env) *cobra.Command {
 		Long: `Read MTA log files (plain or gzip, detected by content; "-" is standard
 input), join their lines by queue ID into one record per message (with
 per-recipient deliveries) and per SMTP session, and write them as JSON lines
-or text, or, with --db, store them (in bulk) for search and trace. Several files (a rotated set like mail.log.2.gz mail.log.1
-mail.log) are merged in time order. With --mta auto (the default) each line
+or text or, with --db, store them (in bulk) for search and trace. Several
+files (a rotated set like mail.log.2.gz mail.log.1 mail.log) are merged in
+time order. With --mta auto (the default) each line
 goes to the MTA its program name belongs to (postfix/*, exim, exim4,
 sm-mta, sendmail, smtpd) or, for other program names, the MTA whose message
 shape it certainly has; Exim's own mainlog and rejectlog (no syslog
