@@ -110,7 +110,12 @@ const (
 
 // writer appends n numbered lines to path at full speed, rotating every
 // `every` lines; it shifts rotated files path.1 → path.2 → … up to keep.
-func writer(ctx context.Context, path string, n, every int, how rotation, pause time.Duration) error {
+// writer writes n numbered lines at full speed, rotating every `every`
+// lines. gate, when set, is called before each rotation with a line number
+// from the middle of the file being rotated away; it returns once the
+// follower has read it (the follower's documented precondition: each new
+// file is seen at the path at least once before the next rotation).
+func writer(ctx context.Context, path string, n, every int, how rotation, pause time.Duration, gate ...func(line int)) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -132,6 +137,9 @@ func writer(ctx context.Context, path string, n, every int, how rotation, pause 
 			return ctx.Err()
 		}
 		if i > 0 && i%every == 0 {
+			for _, g := range gate {
+				g(i - every/2)
+			}
 			switch how {
 			case byRename:
 				if err := shift(); err != nil {
@@ -243,7 +251,17 @@ func TestRotationWithRestarts(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 			defer cancel()
 			werr := make(chan error, 1)
-			go func() { werr <- writer(ctx, path, n, n/10, tc.how, 0) }()
+			seen := func(line int) {
+				for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; time.Sleep(2 * time.Millisecond) {
+					l.mu.Lock()
+					ok := l.count[line] > 0
+					l.mu.Unlock()
+					if ok {
+						return
+					}
+				}
+			}
+			go func() { werr <- writer(ctx, path, n, n/10, tc.how, 0, seen) }()
 			cfg := Config{Path: path, Checkpointer: NopSave(l.load), PollInterval: 20 * time.Millisecond}
 			if tc.fileCkpt {
 				// Stops are clean (ctx cancelled), so the acknowledged batch is
