@@ -77,6 +77,7 @@ func newRoot(e *env) *cobra.Command {
 	root.AddCommand(newServeCmd(e))
 	root.AddCommand(newSearchCmd(e))
 	root.AddCommand(newTraceCmd(e))
+	root.AddCommand(newPruneCmd(e))
 	root.AddCommand(newIngestCmd(e))
 	root.AddCommand(newReportCmd(e))
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {

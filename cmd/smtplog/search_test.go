@@ -94,3 +94,19 @@ func TestTraceCLI(t *testing.T) {
 		t.Errorf("unknown id: %d %q", code, errOut)
 	}
 }
+
+func TestPruneCLI(t *testing.T) {
+	db := fillStore(t)
+	code, _, errOut := runCLI(t, nil, "prune", "--db", db)
+	if code != 2 || !strings.Contains(errOut, "--older-than") {
+		t.Errorf("prune without limits: %d %q", code, errOut)
+	}
+	code, out, errOut := runCLI(t, nil, "prune", "--db", db, "--older-than", "30m")
+	if code != 0 || !strings.Contains(out, "deleted 2 records") {
+		t.Fatalf("prune: %d %q %q", code, out, errOut)
+	}
+	_, out, _ = runCLI(t, nil, "search", "--db", db, "--format", "json", "type:message")
+	if strings.Count(out, "\n") != 1 || !strings.Contains(out, "<b2@other.example>") {
+		t.Errorf("after prune: %q", out)
+	}
+}
