@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -26,6 +27,15 @@ import (
 // bytes of any message record deleted otherwise (Prune).
 //
 // # Durability
+//
+// Park compresses a message's bytes and holds them, keyed by queue ID,
+// until the store's Handle (or Insert) receives the message record with
+// that queue ID: the writer then inserts the bytes in the transaction that
+// inserts the record, and applies capture retention in it, so one commit
+// (synchronous level of the store) makes both durable, and Handle returns
+// nil only after it. Bytes whose record does not follow within ParkTTL
+// (its Handle failed before queueing, or it never came) are dropped; Park
+// refuses with ErrBusy while MaxParked messages or MaxParkedBytes are held.
 //
 // Put returns nil only after the transaction holding the bytes has
 // committed, with the store's synchronous level: the same guarantee as
@@ -74,6 +84,8 @@ type Capture struct {
 }
 
 type rawPut struct {
+	c       *Capture  // whose retention applies (Park)
+	at      time.Time // when parked
 	queueID string
 	ts      int64
 	size    int
@@ -123,22 +135,149 @@ func (c *Capture) Close() error {
 	return c.enc.Close()
 }
 
-// Put stores the exact bytes of one message under queueID and returns
-// once they are durable (see Durability). body is not kept after Put
-// returns. Capture retention is applied in the same transaction.
-func (c *Capture) Put(ctx context.Context, queueID string, body []byte) error {
+// Bounds of the bytes Park holds.
+const (
+	ParkTTL        = 2 * time.Minute
+	MaxParked      = 10000
+	MaxParkedBytes = 1 << 30 // compressed
+)
+
+// Park holds the exact bytes of one message under queueID until the
+// message record with that queue ID reaches the store, which commits both
+// in one transaction (see Durability). body is not kept after Park
+// returns. The bytes are durable only once that record's Handle returned
+// nil.
+func (c *Capture) Park(queueID string, body []byte) error {
+	p, err := c.rawPut(queueID, body)
+	if err != nil {
+		return err
+	}
+	p.c, p.done = c, nil
+	return c.s.park(p)
+}
+
+func (c *Capture) rawPut(queueID string, body []byte) (*rawPut, error) {
 	if queueID == "" {
-		return errors.New("store: raw message without a queue ID")
+		return nil, errors.New("store: raw message without a queue ID")
 	}
 	if len(body) > MaxRawSize {
-		return fmt.Errorf("store: raw message of %d bytes is over the limit of %d", len(body), MaxRawSize)
+		return nil, fmt.Errorf("store: raw message of %d bytes is over the limit of %d", len(body), MaxRawSize)
 	}
-	p := &rawPut{
+	return &rawPut{
 		queueID: queueID,
 		ts:      unixNano(c.s.opts.Now()),
 		size:    len(body),
 		data:    c.enc.EncodeAll(body, make([]byte, 0, len(body)/3+64)),
 		done:    make(chan error, 1),
+	}, nil
+}
+
+// parked is what Park holds, on the Store so that every Capture of it
+// shares one map that the writer path consults.
+type parked struct {
+	mu    sync.Mutex
+	m     map[string]*rawPut
+	bytes int
+	swept time.Time
+	cnt   atomic.Int64 // len(m), read without mu
+}
+
+func (s *Store) park(p *rawPut) error {
+	now := time.Now()
+	p.at = now
+	pk := &s.parked
+	pk.mu.Lock()
+	defer pk.mu.Unlock()
+	if pk.m == nil {
+		pk.m = map[string]*rawPut{}
+	}
+	if now.Sub(pk.swept) > ParkTTL/4 || len(pk.m) >= MaxParked || pk.bytes+len(p.data) > MaxParkedBytes {
+		pk.swept = now
+		for q, o := range pk.m {
+			if now.Sub(o.at) > ParkTTL {
+				delete(pk.m, q)
+				pk.bytes -= len(o.data)
+			}
+		}
+	}
+	if o, ok := pk.m[p.queueID]; ok {
+		delete(pk.m, p.queueID)
+		pk.bytes -= len(o.data)
+	}
+	if len(pk.m) >= MaxParked || (len(pk.m) > 0 && pk.bytes+len(p.data) > MaxParkedBytes) {
+		pk.cnt.Store(int64(len(pk.m)))
+		return fmt.Errorf("%w: %d messages (%d bytes) wait for their records", ErrBusy, len(pk.m), pk.bytes)
+	}
+	pk.m[p.queueID] = p
+	pk.bytes += len(p.data)
+	pk.cnt.Store(int64(len(pk.m)))
+	return nil
+}
+
+// unpark takes the bytes parked under queueID, if any.
+func (s *Store) unpark(queueID string) *rawPut {
+	pk := &s.parked
+	if queueID == "" || pk.cnt.Load() == 0 {
+		return nil
+	}
+	pk.mu.Lock()
+	defer pk.mu.Unlock()
+	p := pk.m[queueID]
+	if p != nil {
+		delete(pk.m, queueID)
+		pk.bytes -= len(p.data)
+		pk.cnt.Store(int64(len(pk.m)))
+	}
+	return p
+}
+
+// insertRaw inserts the parked bytes of the records of batch, in the
+// transaction that inserts the records, and applies the retention of
+// their Captures.
+func insertRaw(ctx context.Context, tx *sql.Tx, batch []*item) error {
+	var caps []*Capture
+	for _, it := range batch {
+		for _, rw := range it.rows {
+			p := rw.raw
+			if p == nil {
+				continue
+			}
+			if err := putRaw(ctx, tx, p); err != nil {
+				return err
+			}
+			seen := false
+			for _, c := range caps {
+				seen = seen || c == p.c
+			}
+			if !seen {
+				caps = append(caps, p.c)
+			}
+		}
+	}
+	for _, c := range caps {
+		if err := c.retain(ctx, tx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func putRaw(ctx context.Context, tx *sql.Tx, p *rawPut) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO raw_messages (queue_id, ts, size, codec, data) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (queue_id) DO UPDATE SET ts = excluded.ts, size = excluded.size, codec = excluded.codec, data = excluded.data`,
+		p.queueID, p.ts, p.size, codecZstd, p.data); err != nil {
+		return fmt.Errorf("store: put raw message: %w", err)
+	}
+	return nil
+}
+
+// Put stores the exact bytes of one message under queueID and returns
+// once they are durable (see Durability). body is not kept after Put
+// returns. Capture retention is applied in the same transaction.
+func (c *Capture) Put(ctx context.Context, queueID string, body []byte) error {
+	p, err := c.rawPut(queueID, body)
+	if err != nil {
+		return err
 	}
 	c.mu.Lock()
 	c.pending = append(c.pending, p)
@@ -166,10 +305,8 @@ func (c *Capture) commit(ctx context.Context) {
 	c.mu.Unlock()
 	err := c.s.do(context.WithoutCancel(ctx), func(ctx context.Context, tx *sql.Tx) error {
 		for _, p := range batch {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO raw_messages (queue_id, ts, size, codec, data) VALUES (?, ?, ?, ?, ?)
-				ON CONFLICT (queue_id) DO UPDATE SET ts = excluded.ts, size = excluded.size, codec = excluded.codec, data = excluded.data`,
-				p.queueID, p.ts, p.size, codecZstd, p.data); err != nil {
-				return fmt.Errorf("store: put raw message: %w", err)
+			if err := putRaw(ctx, tx, p); err != nil {
+				return err
 			}
 		}
 		return c.retain(ctx, tx)

@@ -26,12 +26,12 @@ func openCapture(t testing.TB, s *Store, opts CaptureOptions) *Capture {
 	return c
 }
 
-// captured stores a message as capture mode does: its bytes, then its
-// message record and a session record.
+// captured stores a message as capture mode does: its bytes parked, then
+// its message record (committing both) and a session record.
 func captured(t testing.TB, s *Store, c *Capture, qid string, at time.Time, body []byte) {
 	t.Helper()
 	ctx := context.Background()
-	if err := c.Put(ctx, qid, body); err != nil {
+	if err := c.Park(qid, body); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range []*record.Record{

@@ -30,6 +30,7 @@ type row struct {
 	transcript []byte  // compressed, nil when none
 	text       string  // for FTS, "" when it has no words
 	hashes     []int64 // term hashes (terms.go)
+	raw        *rawPut // the message's parked bytes (raw.go), nil when none
 }
 
 type rcptRow struct {
@@ -156,6 +157,9 @@ func (s *Store) prepareRow(r *record.Record) (*row, error) {
 		if err != nil {
 			return nil, err
 		}
+	}
+	if r.Type == record.TypeMessage {
+		rw.raw = s.unpark(r.QueueID)
 	}
 	return rw, nil
 }

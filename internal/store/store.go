@@ -151,6 +151,7 @@ type Store struct {
 	r       *sql.DB   // readers; the same as w for :memory:
 	ins     inserts   // used by the writer goroutine only
 	flaters sync.Pool // *flate.Writer
+	parked  parked    // raw message bytes waiting for their records (raw.go)
 
 	queue   chan *item
 	jobs    chan *job
@@ -423,7 +424,10 @@ func (s *Store) writer() {
 			t.Stop()
 		}
 		err := s.tx(s.wctx, func(ctx context.Context, tx *sql.Tx) error {
-			return s.ins.insert(ctx, tx, batch)
+			if err := s.ins.insert(ctx, tx, batch); err != nil {
+				return err
+			}
+			return insertRaw(ctx, tx, batch)
 		})
 		for i, it := range batch {
 			it.done <- err

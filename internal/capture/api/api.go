@@ -4,7 +4,8 @@
 // so that test suites written for those tools work unchanged.
 //
 // The bytes of each accepted message reach the store through API.Keep
-// (capture.Config.Keep), durably before the client gets its 250. The
+// (capture.Config.Keep) and commit with its message record, durably before
+// the client gets its 250. The
 // handlers are mounted in the web server (web.Config.Routes) behind its
 // access control; they read the message records from the store and the
 // bytes from store.Capture, parse MIME with package mimeview, and never
@@ -93,10 +94,15 @@ func (a *API) Close() error { return a.cap.Close() }
 // Capture is the raw message storage the API uses.
 func (a *API) Capture() *store.Capture { return a.cap }
 
-// Keep stores a message's exact bytes under its queue ID; it is
-// capture.Config.Keep.
-func (a *API) Keep(ctx context.Context, queueID string, m *smtpd.Message) error {
-	if err := a.cap.Put(ctx, queueID, m.Body); err != nil {
+// Keep hands a message's exact bytes, under its queue ID, to the store;
+// it is capture.Config.Keep. It does not commit: the store holds the bytes
+// (store.Capture.Park) until the message record with that queue ID
+// reaches its Handle, and commits both, with capture retention, in one
+// transaction before Handle returns, so the bytes are durable before the
+// client gets its 250. The store must therefore be among the record
+// handlers of the SMTP server.
+func (a *API) Keep(_ context.Context, queueID string, m *smtpd.Message) error {
+	if err := a.cap.Park(queueID, m.Body); err != nil {
 		return err
 	}
 	a.mu.Lock()
