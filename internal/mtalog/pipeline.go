@@ -188,6 +188,7 @@ type Pipeline struct {
 	byProg   map[string]int // program -> dialect index, -1 for none (claims and learnt detections)
 	misses   map[string]int // program -> lines Detect found no dialect for
 	stats    Stats
+	perMTA   []int64 // lines understood per dialect, by index; Stats builds the map
 	lastTime time.Time
 	lastScan time.Time
 	err      error
@@ -208,7 +209,8 @@ func NewPipeline(opt PipelineOptions) (*Pipeline, error) {
 		fixed:  -1,
 		byProg: map[string]int{},
 		misses: map[string]int{},
-		stats:  Stats{Unparsed: map[string]int64{}, PerMTA: map[string]int64{}},
+		stats:  Stats{Unparsed: map[string]int64{}},
+		perMTA: make([]int64, len(opt.Dialects)),
 		corrs:  make([]Correlator, len(opt.Dialects)),
 	}
 	if opt.MTA != "" && opt.MTA != "auto" {
@@ -305,7 +307,7 @@ func (p *Pipeline) Feed(ctx context.Context, l Line) error {
 		if i := p.dialectFor(l); i >= 0 {
 			ok = p.correlator(i).Feed(l, p.emit)
 			if ok {
-				p.stats.PerMTA[p.opt.Dialects[i].Name]++
+				p.perMTA[i]++
 			}
 		}
 	}
@@ -395,9 +397,11 @@ func (p *Pipeline) Stats() Stats {
 	for k, v := range p.stats.Unparsed {
 		s.Unparsed[k] = v
 	}
-	s.PerMTA = make(map[string]int64, len(p.stats.PerMTA))
-	for k, v := range p.stats.PerMTA {
-		s.PerMTA[k] = v
+	s.PerMTA = make(map[string]int64, len(p.perMTA))
+	for i, n := range p.perMTA {
+		if n > 0 { // a dialect appears once it has understood a line
+			s.PerMTA[p.opt.Dialects[i].Name] += n
+		}
 	}
 	return s
 }
