@@ -45,7 +45,8 @@ type CorrelatorOptions struct {
 const DefaultMaxOpen = 200000
 
 // Parsers returns a LineParser that tries ParseLine and then each dialect's
-// ParseRaw.
+// ParseRaw. It remembers the last traditional timestamp it parsed; it is
+// safe for concurrent use.
 func Parsers(ds []Dialect) LineParser {
 	var raws []LineParser
 	for _, d := range ds {
@@ -53,11 +54,10 @@ func Parsers(ds []Dialect) LineParser {
 			raws = append(raws, d.ParseRaw)
 		}
 	}
-	if len(raws) == 0 {
-		return ParseLine
-	}
+	// Each parser value has its own timestamp cache (see stampCache).
+	c := new(stampCache)
 	return func(raw string, ref time.Time) (Line, error) {
-		l, err := ParseLine(raw, ref)
+		l, err := parseLine(raw, ref, c)
 		if err == nil {
 			return l, nil
 		}

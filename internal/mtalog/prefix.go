@@ -3,6 +3,7 @@ package mtalog
 import (
 	"errors"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,6 +24,34 @@ var ErrNoPrefix = errors.New("mtalog: no known log line prefix")
 // The returned Line's strings share raw's memory. ParseLine never panics;
 // a line of no known shape is ErrNoPrefix.
 func ParseLine(raw string, ref time.Time) (Line, error) {
+	return parseLine(raw, ref, nil)
+}
+
+// cachedParseLine returns a LineParser that parses like ParseLine and
+// remembers the last traditional timestamp it parsed in a cache of its own.
+func cachedParseLine() LineParser {
+	c := new(stampCache)
+	return func(raw string, ref time.Time) (Line, error) { return parseLine(raw, ref, c) }
+}
+
+// stampCache remembers the last 15-byte traditional timestamp
+// ("Nov 29 10:12:34") a parser turned into a time, with the reference time
+// it was parsed against: consecutive lines usually share the second, and
+// time.Date is the dearest part of a prefix. It belongs to one parser
+// value; the entry is replaced whole through an atomic pointer, so a parser
+// shared by several goroutines stays correct (they merely miss more).
+type stampCache struct {
+	last atomic.Pointer[stampEntry]
+}
+
+type stampEntry struct {
+	key [15]byte
+	ref time.Time
+	t   time.Time
+}
+
+// parseLine is ParseLine with an optional timestamp cache.
+func parseLine(raw string, ref time.Time, c *stampCache) (Line, error) {
 	l := Line{Raw: raw}
 	s := raw
 	rfc5424 := false
@@ -46,7 +75,7 @@ func ParseLine(raw string, ref time.Time) (Line, error) {
 	var rest string
 	var ok bool
 	if len(s) >= 15 && isUpper(s[0]) {
-		l.Time, rest, ok = parseStamp3164(s, ref)
+		l.Time, rest, ok = parseStamp3164(s, ref, c)
 	} else if len(s) >= 19 && isDigit(s[0]) {
 		l.Time, rest, ok = parseStamp3339(s)
 	}
@@ -175,8 +204,18 @@ func parse5424(l Line, s string) (Line, error) {
 	return l, nil
 }
 
-// parseStamp3164 parses "Mmm dd hh:mm:ss" with an optional fraction.
-func parseStamp3164(s string, ref time.Time) (time.Time, string, bool) {
+// parseStamp3164 parses "Mmm dd hh:mm:ss" with an optional fraction. A
+// stamp without a fraction is looked up in and saved to c when c is not nil
+// and ref is not zero (a zero ref takes the current year, which may change).
+func parseStamp3164(s string, ref time.Time, c *stampCache) (time.Time, string, bool) {
+	cacheable := c != nil && !ref.IsZero() && (len(s) == 15 || s[15] != '.')
+	if cacheable {
+		// The same 15 bytes and the same ref give the same time: the
+		// result depends on nothing else when there is no fraction.
+		if e := c.last.Load(); e != nil && e.ref == ref && string(e.key[:]) == s[:15] {
+			return e.t, s[15:], true
+		}
+	}
 	mon := monthOf(s[0:3])
 	if mon == 0 || s[3] != ' ' {
 		return time.Time{}, "", false
@@ -207,6 +246,11 @@ func parseStamp3164(s string, ref time.Time) (time.Time, string, bool) {
 	t := time.Date(year, mon, day, h, m, sec, nsec, loc)
 	if !ref.IsZero() && t.Sub(ref) > 24*time.Hour {
 		t = time.Date(year-1, mon, day, h, m, sec, nsec, loc)
+	}
+	if cacheable && nsec == 0 {
+		e := &stampEntry{ref: ref, t: t}
+		copy(e.key[:], s[:15])
+		c.last.Store(e)
 	}
 	return t, rest, true
 }

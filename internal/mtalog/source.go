@@ -94,7 +94,7 @@ type lineReader struct {
 
 func newLineReader(r io.Reader, opt ReaderOptions) *lineReader {
 	if opt.Parse == nil {
-		opt.Parse = ParseLine
+		opt.Parse = cachedParseLine() // this reader's own timestamp cache
 	}
 	if opt.MaxLine <= 0 {
 		opt.MaxLine = DefaultMaxLine
