@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // A Source yields Lines in order until it is exhausted, ctx is done, or
@@ -76,15 +77,24 @@ func MaybeGunzip(r io.Reader) (io.Reader, error) {
 	return br, nil
 }
 
-// lineReader splits an io.Reader into bounded lines. It converts its input
-// to strings one chunk at a time, so a line costs no allocation of its own;
+// lineReader splits an io.Reader into bounded lines. It turns its input
+// into strings one chunk at a time, so a line costs no allocation of its own;
 // consumers that keep parts of a line for long must copy them
 // (strings.Clone) so a whole chunk is not kept alive.
+//
+// A chunk is not copied: each chunk is read into a buffer of its own, and
+// once the chunk's string is made from the buffer (unsafe.String) the
+// reader lets go of the buffer and never writes to it again (lr.buf = nil;
+// the next fill allocates a fresh one, and the unterminated tail was copied
+// to lr.pending first). The string's bytes therefore never change, as Go
+// requires of a string. Only a buffer that no string shares is reused (after
+// an over-long line, whose kept beginning is copied).
 type lineReader struct {
 	r       io.Reader
 	opt     ReaderOptions
-	buf     []byte
-	chunk   string // converted, not yet consumed lines
+	size    int    // capacity of each chunk buffer
+	buf     []byte // nil, or a buffer that no string shares
+	chunk   string // not yet consumed lines of the current chunk
 	err     error
 	skip    bool // discarding the rest of an over-long line
 	lastT   time.Time
@@ -106,7 +116,7 @@ func newLineReader(r io.Reader, opt ReaderOptions) *lineReader {
 	if opt.MaxLine+1 > size {
 		size = opt.MaxLine + 1
 	}
-	return &lineReader{r: r, opt: opt, buf: make([]byte, 0, size)}
+	return &lineReader{r: r, opt: opt, size: size}
 }
 
 // next returns the next line, or false at the end of input (see err).
@@ -158,7 +168,11 @@ func (lr *lineReader) fill() bool {
 	if lr.err != nil {
 		return false
 	}
-	buf := append(lr.buf[:0], lr.pending...)
+	buf := lr.buf
+	if buf == nil { // the last one is shared by a chunk: never write to it again
+		buf = make([]byte, 0, lr.size)
+	}
+	buf = append(buf[:0], lr.pending...)
 	lr.pending = lr.pending[:0]
 	for {
 		if len(buf) == cap(buf) {
@@ -193,16 +207,17 @@ func (lr *lineReader) fill() bool {
 		if err != nil {
 			lr.err = err
 			if len(buf) > 0 && !lr.skip {
-				lr.chunk = string(buf)
-				lr.buf = buf[:0]
+				lr.chunk = unsafe.String(&buf[0], len(buf))
+				lr.buf = nil // now shared by lr.chunk; see lineReader
 				return true
 			}
+			lr.buf = buf[:0]
 			return false
 		}
 		if last := bytes.LastIndexByte(buf, '\n'); last >= 0 {
-			lr.chunk = string(buf[:last+1])
-			lr.pending = append(lr.pending, buf[last+1:]...)
-			lr.buf = buf[:0]
+			lr.pending = append(lr.pending, buf[last+1:]...) // a copy
+			lr.chunk = unsafe.String(&buf[0], last+1)
+			lr.buf = nil // now shared by lr.chunk; see lineReader
 			return true
 		}
 	}
