@@ -338,6 +338,6 @@ sleep 1
 # with neutral paths so the committed logs do not depend on where they ran.
 for f in mainlog rejectlog paniclog; do
 	[ -f "$work/log/$f" ] || continue
-	sed -e "s#$exim#/usr/sbin/exim4#g" -e "s#$work#/var/spool/exim-test#g" "$work/log/$f" >"$out/$f"
+	sed -e "s#$exim#/usr/sbin/exim4#g" -e "s#$work#/var/spool/exim-test#g" -e "s#cwd=[^ ]*#cwd=/srv/smtplog/testdata/exim#g" "$work/log/$f" >"$out/$f"
 done
 exit 0
