@@ -268,6 +268,19 @@ func tlsErrorText(err error) string {
 	return record.Escape(s)
 }
 
+// end answers rep and ends the session with closeReason, and reason when
+// given; an open transaction is recorded as ended with txWhy. The caller's
+// step returns its result (false); serve flushes before closing.
+func (c *conn) end(rep smtpwire.Reply, closeReason, reason, txWhy string) bool {
+	c.reply(rep)
+	c.closeReason = closeReason
+	if reason != "" {
+		c.reason = reason
+	}
+	c.endTx(txWhy)
+	return false
+}
+
 // flush sends buffered replies; a client that does not read them within
 // the command timeout is cut off instead of blocking the session forever.
 func (c *conn) flush() error {
@@ -296,11 +309,7 @@ func (c *conn) fail(r smtpwire.Reply, why string) bool {
 		c.errs = append(c.errs, why)
 	}
 	if c.errCount >= c.s.cfg.Limits.HardErrorLimit {
-		c.reply(replyTooManyErrs)
-		c.closeReason = record.CloseError
-		c.reason = "too many errors"
-		c.endTx("too many errors")
-		return false
+		return c.end(replyTooManyErrs, record.CloseError, "too many errors", "too many errors")
 	}
 	return true
 }
@@ -308,11 +317,7 @@ func (c *conn) fail(r smtpwire.Reply, why string) bool {
 // step reads and handles one command; false ends the session.
 func (c *conn) step() bool {
 	if c.s.closing.Load() {
-		c.reply(replyShutdown)
-		c.flush()
-		c.closeReason = record.CloseShutdown
-		c.endTx("server shutting down")
-		return false
+		return c.end(replyShutdown, record.CloseShutdown, "", "server shutting down")
 	}
 	if c.br.Buffered() == 0 {
 		if err := c.flush(); err != nil {
@@ -337,12 +342,7 @@ func (c *conn) step() bool {
 		case errors.Is(err, smtpwire.ErrLineTooLong):
 			c.anomaly("line_too_long")
 			c.transcript.Add(c.now(), "C", "", "[line too long]")
-			c.reply(replyLineTooLong)
-			c.flush()
-			c.closeReason = record.CloseError
-			c.reason = "line too long"
-			c.endTx("line too long")
-			return false
+			return c.end(replyLineTooLong, record.CloseError, "line too long", "line too long")
 		case errors.Is(err, smtpwire.ErrBareLF), errors.Is(err, smtpwire.ErrBareCR):
 			c.anomaly("bare_cr_lf_in_command")
 			c.transcript.Add(c.now(), "C", "", "[command with bare CR or LF]")
@@ -350,18 +350,9 @@ func (c *conn) step() bool {
 		}
 		if isTimeout(err) {
 			if c.s.closing.Load() {
-				c.reply(replyShutdown)
-				c.flush()
-				c.closeReason = record.CloseShutdown
-				c.endTx("server shutting down")
-				return false
+				return c.end(replyShutdown, record.CloseShutdown, "", "server shutting down")
 			}
-			c.reply(replyTimeout)
-			c.flush()
-			c.closeReason = record.CloseTimeout
-			c.reason = "timeout waiting for a command"
-			c.endTx("timeout")
-			return false
+			return c.end(replyTimeout, record.CloseTimeout, "timeout waiting for a command", "timeout")
 		}
 		c.lost(err)
 		return false
@@ -409,12 +400,7 @@ func (c *conn) pipelined() bool {
 func (c *conn) syncError() bool {
 	c.anomaly("unauthorised_pipelining")
 	c.transcript.Add(c.now(), "C", "", fmt.Sprintf("[%d bytes pipelined before the reply]", c.br.Buffered()))
-	c.reply(replySyncError)
-	c.flush()
-	c.closeReason = record.CloseError
-	c.reason = "SMTP protocol synchronization error"
-	c.endTx("protocol synchronization error")
-	return false
+	return c.end(replySyncError, record.CloseError, "SMTP protocol synchronization error", "protocol synchronization error")
 }
 
 func (c *conn) dispatch(cmd smtpwire.Command) bool {
@@ -458,11 +444,7 @@ func (c *conn) dispatch(cmd smtpwire.Command) bool {
 		c.reply(c.sess.Noop(ctx))
 		return true
 	case "QUIT":
-		c.reply(replyBye)
-		c.flush()
-		c.closeReason = record.CloseQuit
-		c.endTx("client quit during the transaction")
-		return false
+		return c.end(replyBye, record.CloseQuit, "", "client quit during the transaction")
 	case "VRFY":
 		c.reply(smtpwire.NewReply(252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery"))
 		return true
@@ -474,11 +456,7 @@ func (c *conn) dispatch(cmd smtpwire.Command) bool {
 		return true
 	case "GET", "POST", "HEAD", "PUT", "CONNECT", "OPTIONS", "USER":
 		c.anomaly("non_smtp_command")
-		c.reply(replyNonSMTP)
-		c.flush()
-		c.closeReason = record.CloseError
-		c.reason = "non-SMTP command"
-		return false
+		return c.end(replyNonSMTP, record.CloseError, "non-SMTP command", "non-SMTP command")
 	}
 	return c.fail(replyUnknown, "command not recognized")
 }
@@ -635,10 +613,7 @@ func (c *conn) auth(cmd smtpwire.Command) bool {
 				return c.fail(smtpwire.NewReply(501, "5.5.2", "Error: malformed authentication response"), "malformed AUTH response")
 			}
 			if isTimeout(err) {
-				c.reply(replyTimeout)
-				c.flush()
-				c.closeReason = record.CloseTimeout
-				return false
+				return c.end(replyTimeout, record.CloseTimeout, "", "")
 			}
 			c.lost(err)
 			return false
@@ -670,10 +645,7 @@ func (c *conn) auth(cmd smtpwire.Command) bool {
 			c.authResult = "failure"
 		}
 		if rep.Code == 421 {
-			c.reply(rep)
-			c.flush()
-			c.closeReason = record.CloseUpstreamLost
-			return false
+			return c.end(rep, record.CloseUpstreamLost, "", "")
 		}
 		return c.fail(rep, "authentication failed")
 	}
@@ -874,12 +846,7 @@ func (c *conn) data(cmd smtpwire.Command) bool {
 	if err != nil {
 		c.transcript.Add(c.now(), "C", "", fmt.Sprintf("[%d bytes of DATA, incomplete]", res.Size))
 		if isTimeout(err) {
-			c.reply(replyTimeout)
-			c.flush()
-			c.closeReason = record.CloseTimeout
-			c.reason = "timeout during DATA"
-			c.endTx("timeout during DATA")
-			return false
+			return c.end(replyTimeout, record.CloseTimeout, "timeout during DATA", "timeout during DATA")
 		}
 		c.lost(err)
 		return false
@@ -936,20 +903,10 @@ func (c *conn) bdat(cmd smtpwire.Command) bool {
 	size, last, err := smtpwire.ParseBDAT(cmd.Arg)
 	if err != nil {
 		// The chunk's length is unknown, so the stream cannot be resynchronised.
-		c.reply(syntax("BDAT size [LAST]"))
-		c.flush()
-		c.closeReason = record.CloseError
-		c.reason = "bad BDAT syntax"
-		c.endTx("bad BDAT syntax")
-		return false
+		return c.end(syntax("BDAT size [LAST]"), record.CloseError, "bad BDAT syntax", "bad BDAT syntax")
 	}
 	if !c.caps.Chunking {
-		c.reply(smtpwire.NewReply(502, "5.5.1", "Error: CHUNKING not offered"))
-		c.flush()
-		c.closeReason = record.CloseError
-		c.reason = "BDAT without CHUNKING"
-		c.endTx("BDAT without CHUNKING")
-		return false
+		return c.end(smtpwire.NewReply(502, "5.5.1", "Error: CHUNKING not offered"), record.CloseError, "BDAT without CHUNKING", "BDAT without CHUNKING")
 	}
 	tx := c.tx
 	valid := tx != nil && len(tx.rcpts) > 0
@@ -990,11 +947,7 @@ func (c *conn) bdat(cmd smtpwire.Command) bool {
 	c.transcript.Add(c.now(), "C", "", fmt.Sprintf("[%d bytes of BDAT]", n))
 	if err != nil {
 		if isTimeout(err) {
-			c.reply(replyTimeout)
-			c.flush()
-			c.closeReason = record.CloseTimeout
-			c.endTx("timeout during BDAT")
-			return false
+			return c.end(replyTimeout, record.CloseTimeout, "", "timeout during BDAT")
 		}
 		c.lost(err)
 		return false
