@@ -107,39 +107,31 @@ func (p *proxy) records(t *testing.T) []record.Record {
 // waitMessages waits for n message records.
 func (p *proxy) waitMessages(t *testing.T, n int) []record.Record {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		var ms []record.Record
-		for _, r := range p.recs.Records() {
-			if r.Type == record.TypeMessage {
-				ms = append(ms, r)
-			}
-		}
-		if len(ms) >= n {
-			return ms
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("fewer than %d message records", n)
-	return nil
+	return p.waitType(t, record.TypeMessage, n)
 }
 
 func (p *proxy) waitSessions(t *testing.T, n int) []record.Record {
 	t.Helper()
+	return p.waitType(t, record.TypeSession, n)
+}
+
+// waitType waits for n records of type typ and returns those.
+func (p *proxy) waitType(t *testing.T, typ record.Type, n int) []record.Record {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		var ss []record.Record
+		var got []record.Record
 		for _, r := range p.recs.Records() {
-			if r.Type == record.TypeSession {
-				ss = append(ss, r)
+			if r.Type == typ {
+				got = append(got, r)
 			}
 		}
-		if len(ss) >= n {
-			return ss
+		if len(got) >= n {
+			return got
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("fewer than %d session records", n)
+	t.Fatalf("fewer than %d %s records", n, typ)
 	return nil
 }
 
