@@ -17,22 +17,33 @@ import (
 // can be stopped (or killed) and restarted without losing or repeating a
 // record, although correlators keep messages open across many lines.
 //
-// It does so without reaching into the correlators: it keeps the lines fed
-// since the last position where the correlators held nothing open (the
-// state's From), and counts the records and unparsed lines it let out since
-// then. A restarted source resumes reading at From; the Resumer replays
-// those lines into fresh correlators and holds back as many records and
+// The state it gives the consumer to persist (ResumeState) names a source
+// position, From, and how the correlators stood there: either empty, or a
+// snapshot of what they held open (when every correlator in use is a
+// Snapshotter). Since From it keeps the lines fed (a journal) and counts
+// the records and unparsed lines it let out. A restarted source resumes
+// reading at From; the Resumer restores the snapshot, replays the
+// journaled lines into the correlators and holds back as many records and
 // unparsed lines as were already let out, then lets everything through.
 // Flushes of idle messages on a wall-clock timer are journaled (FlushIdle)
 // and replayed at the same line, so replay is deterministic.
 //
-// Whether the correlators are empty is found out by feeding the journal to
-// a fresh Pipeline and flushing it: when nothing comes out, From moves to
-// the current position and the journal is dropped. This costs at most about
-// twice the work of feeding the lines. When the journal outgrows its
-// bounds (a source whose correlators are never empty), From moves on
-// anyway and Stats.Cuts counts it: a restart after such a cut can split a
-// message that was open at the cut into two incomplete records.
+// From moves to the current position in three ways:
+//
+//   - a snapshot: when the correlators can be snapshotted, Commit takes one
+//     once the journal holds as many bytes as the last snapshot took (at
+//     least 64 KiB), or when no line came since the last Commit (a quiet
+//     source), so the cost of snapshots stays below that of reading the
+//     lines and a restart re-reads at most about that much;
+//   - emptiness: otherwise, whether the correlators hold nothing open is
+//     found out by feeding the journal to a fresh Pipeline and flushing it;
+//     when nothing comes out, From moves on with no snapshot. This costs at
+//     most about twice the work of feeding the lines;
+//   - a cut: when the journal outgrows its bounds (correlators that are
+//     never empty and cannot be snapshotted, or a snapshot larger than
+//     MaxSnapshot), From moves on anyway and Stats.Cuts counts it: a
+//     restart after such a cut can split a message that was open at the cut
+//     into two incomplete records.
 //
 // The consumer calls Commit after the records of a batch were written
 // (and synced) and persists the returned state together with the position
@@ -56,6 +67,14 @@ type Resumer struct {
 	cuts     int64 // journal overflows
 	held     int64 // records held back during replay
 	mismatch int64 // records or unparsed lines the replay did not reproduce
+	// Snapshots: how many were taken (the state's SnapshotSeq), the size
+	// of the last one tried, those too large to keep, and whether a line
+	// was fed since the last Commit.
+	snapSeq   uint64
+	snapLen   int
+	snapTaken int64
+	oversize  int64
+	fedCommit bool
 }
 
 type journalEntry struct {
@@ -68,11 +87,18 @@ type journalEntry struct {
 // to the Resumer: the source's position (for a followed file, its
 // follow.Checkpoint as JSON); empty means the source's beginning.
 type ResumeState struct {
-	From     json.RawMessage `json:"from,omitempty"`
-	Lines    int64           `json:"lines"`    // lines fed since From
-	Records  int64           `json:"records"`  // records let out since From
-	Unparsed int64           `json:"unparsed"` // unparsed lines let out since From
-	Flushes  []FlushMark     `json:"flushes,omitempty"`
+	From json.RawMessage `json:"from,omitempty"`
+	// Snapshot, when set, is the pipeline's state at From (correlators'
+	// open messages and the pipeline's own); otherwise the correlators
+	// were empty there. SnapshotSeq numbers the snapshots a Resumer took:
+	// a consumer that keeps Snapshot apart writes it only when the number
+	// changes.
+	Snapshot    []byte      `json:"snapshot,omitempty"`
+	SnapshotSeq uint64      `json:"snapshot_seq,omitempty"`
+	Lines       int64       `json:"lines"`    // lines fed since From
+	Records     int64       `json:"records"`  // records let out since From
+	Unparsed    int64       `json:"unparsed"` // unparsed lines let out since From
+	Flushes     []FlushMark `json:"flushes,omitempty"`
 }
 
 // FlushMark is a journaled idle flush: after Lines lines since From,
@@ -90,6 +116,16 @@ type ResumeOptions struct {
 	// Bounds of the journal: lines and bytes (defaults 200000 and 64 MiB).
 	MaxLines int
 	MaxBytes int64
+	// MaxSnapshot bounds a snapshot's bytes (default 64 MiB): a larger one
+	// is not kept, and the journal's bounds apply as without snapshots.
+	MaxSnapshot int
+	// SnapshotEvery is how many bytes of lines (as the journal counts them)
+	// are fed at least between two snapshots (default 64 KiB); more when
+	// the last snapshot was larger.
+	SnapshotEvery int64
+	// NoSnapshots: never snapshot, replay from where the correlators were
+	// empty (as with correlators that are not Snapshotters).
+	NoSnapshots bool
 	// Ephemeral: the consumer keeps no state (nothing to resume from), so
 	// nothing is journaled and From simply follows the last commit.
 	Ephemeral bool
@@ -101,6 +137,14 @@ type ResumeStats struct {
 	Cuts     int64 // times the journal outgrew its bounds
 	Mismatch int64 // records or unparsed lines the replay did not reproduce
 	Journal  int   // lines kept now
+	// Snapshots taken, and those not kept for being larger than
+	// MaxSnapshot; SnapshotBytes is the size of the last one tried.
+	Snapshots     int64
+	Oversize      int64
+	SnapshotBytes int
+	// Replay is how many lines the state resumed from had fed since its
+	// From: what a restart read again.
+	Replay int64
 }
 
 // maxFlushMarks bounds the journaled flushes; beyond it the journal is cut.
@@ -115,11 +159,18 @@ func NewResumer(opt ResumeOptions, st ResumeState) (*Resumer, error) {
 	if opt.MaxBytes <= 0 {
 		opt.MaxBytes = 64 << 20
 	}
+	if opt.SnapshotEvery <= 0 {
+		opt.SnapshotEvery = 64 << 10
+	}
+	if opt.MaxSnapshot <= 0 {
+		opt.MaxSnapshot = 64 << 20
+	}
 	if st.Records < 0 || st.Unparsed < 0 || st.Lines < 0 || len(st.Flushes) > maxFlushMarks {
 		return nil, errors.New("mtalog: invalid resume state")
 	}
 	r := &Resumer{opt: opt, skipRecs: st.Records, skipUn: st.Unparsed, replayTo: st.Lines, replay: true}
-	r.state = ResumeState{From: st.From}
+	r.state = ResumeState{From: st.From, Snapshot: st.Snapshot, SnapshotSeq: st.SnapshotSeq}
+	r.snapSeq, r.snapLen = st.SnapshotSeq, len(st.Snapshot)
 	r.marks = append(r.marks, st.Flushes...)
 	r.loaded = st
 	r.loaded.Flushes = slices.Clone(st.Flushes)
@@ -143,12 +194,26 @@ func NewResumer(opt ResumeOptions, st ResumeState) (*Resumer, error) {
 	} else {
 		po.Unparsed = unparsedGate{r: r, w: io.Discard}
 	}
-	p, err := NewPipeline(po)
+	p, err := newPipelineAt(po, st.Snapshot)
 	if err != nil {
 		return nil, err
 	}
 	r.p = p
 	return r, nil
+}
+
+// newPipelineAt returns a Pipeline restored from snap (none: empty).
+func newPipelineAt(po PipelineOptions, snap []byte) (*Pipeline, error) {
+	p, err := NewPipeline(po)
+	if err != nil {
+		return nil, err
+	}
+	if len(snap) > 0 {
+		if err := p.restore(snap); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
 }
 
 // unparsedGate counts unparsed lines and holds back those already let out.
@@ -194,6 +259,7 @@ func (r *Resumer) Feed(ctx context.Context, l Line) error {
 		return err
 	}
 	r.fed++
+	r.fedCommit = true
 	if !r.opt.Ephemeral {
 		r.sinceRun++
 		r.journal = append(r.journal, journalEntry{line: l})
@@ -280,18 +346,42 @@ func (r *Resumer) Commit(ctx context.Context, at json.RawMessage) (ResumeState, 
 		r.fed = 0
 		return r.state, nil
 	}
+	quiet := !r.fedCommit
+	r.fedCommit = false
+	snap := !r.opt.NoSnapshots && r.p.canSnapshot()
+	if snap && (len(r.journal) > 0 || len(r.state.Flushes) > 0) &&
+		(quiet || r.jbytes >= max(int64(r.snapLen), r.opt.SnapshotEvery)) {
+		b, err := r.p.snapshot()
+		if err != nil {
+			return ResumeState{}, err
+		}
+		r.snapLen = len(b)
+		if len(b) <= r.opt.MaxSnapshot {
+			r.snapSeq++
+			r.snapTaken++
+			r.state = ResumeState{From: append(json.RawMessage(nil), at...), Snapshot: b, SnapshotSeq: r.snapSeq}
+			r.journal, r.jbytes, r.fed, r.sinceRun = nil, 0, 0, 0
+			return r.stateNow(), nil
+		}
+		r.oversize++
+	}
 	overflow := len(r.journal) > r.opt.MaxLines || r.jbytes > r.opt.MaxBytes || len(r.state.Flushes) >= maxFlushMarks
 	if overflow {
 		r.cuts++
 	}
-	if overflow || (2*r.sinceRun >= len(r.journal) && r.empty(ctx)) {
+	if overflow || (!snap && 2*r.sinceRun >= len(r.journal) && r.empty(ctx)) {
 		r.state = ResumeState{From: append(json.RawMessage(nil), at...)}
 		r.journal, r.jbytes, r.fed = nil, 0, 0
 	}
+	return r.stateNow(), nil
+}
+
+// stateNow is the state to persist now.
+func (r *Resumer) stateNow() ResumeState {
 	st := r.state
 	st.Lines = r.fed
 	st.Flushes = append([]FlushMark(nil), r.state.Flushes...)
-	return st, nil
+	return st
 }
 
 // SetStart sets From when it is still the source's beginning: a consumer
@@ -310,7 +400,7 @@ func (r *Resumer) empty(ctx context.Context) bool {
 	po := r.opt.Pipeline
 	po.Handler = record.HandlerFunc(func(context.Context, *record.Record) error { n++; return nil })
 	po.Unparsed = nil
-	p, err := NewPipeline(po)
+	p, err := newPipelineAt(po, r.state.Snapshot)
 	if err != nil {
 		return false
 	}
@@ -336,7 +426,10 @@ func (r *Resumer) Stats() Stats { return r.p.Stats() }
 
 // ResumeStats returns the Resumer's own counters.
 func (r *Resumer) ResumeStats() ResumeStats {
-	return ResumeStats{Held: r.held, Cuts: r.cuts, Mismatch: r.mismatch, Journal: len(r.journal)}
+	return ResumeStats{
+		Held: r.held, Cuts: r.cuts, Mismatch: r.mismatch, Journal: len(r.journal),
+		Snapshots: r.snapTaken, Oversize: r.oversize, SnapshotBytes: r.snapLen, Replay: r.replayTo,
+	}
 }
 
 // cloneLine copies a line's text out of its source's buffer: the journal
