@@ -1,6 +1,7 @@
 // Package relay is the smtpd Backend of the logging relay: for each client
 // session it dials the upstream MTA, mirrors the client's EHLO, takes
-// STARTTLS to the upstream (RFC 3207) as configured, passes AUTH through
+// STARTTLS to the upstream (RFC 3207) or speaks implicit TLS to it (RFC 8314
+// §3.3, port 465) as configured, passes AUTH through
 // (RFC 4954) without ever recording the secret, optionally tells the
 // upstream the real client with XCLIENT (Postfix), and relays each command
 // and the meaning of each reply. The upstream leg is serialised: one command,
@@ -32,17 +33,22 @@ const (
 	TLSRequired      = "required"
 	TLSOpportunistic = "opportunistic"
 	TLSNone          = "none"
+	// TLSImplicit starts TLS at connect, before the greeting (RFC 8314
+	// §3.3, the "submissions" port 465); the certificate must verify
+	// unless SkipVerify is set.
+	TLSImplicit = "implicit"
 )
 
 // Config configures the relay backend.
 type Config struct {
 	Upstream string // host:port
-	TLSMode  string // required, opportunistic (default) or none
+	TLSMode  string // required, opportunistic (default), none or implicit
 	// RootCAs verifies the upstream's certificate; nil uses the system pool.
 	RootCAs *x509.CertPool
 	// ServerName to verify; default the upstream's host.
 	ServerName string
-	// SkipVerify accepts any upstream certificate even in required mode.
+	// SkipVerify accepts any upstream certificate even in required and
+	// implicit mode.
 	SkipVerify     bool
 	XClient        bool
 	DialTimeout    time.Duration
@@ -62,9 +68,9 @@ func (c *Config) Validate() error {
 	switch c.TLSMode {
 	case "":
 		c.TLSMode = TLSOpportunistic
-	case TLSRequired, TLSOpportunistic, TLSNone:
+	case TLSRequired, TLSOpportunistic, TLSNone, TLSImplicit:
 	default:
-		return fmt.Errorf("relay: upstream TLS mode %q: use required, opportunistic or none", c.TLSMode)
+		return fmt.Errorf("relay: upstream TLS mode %q: use required, opportunistic, none or implicit", c.TLSMode)
 	}
 	if c.ServerName == "" {
 		c.ServerName = host
@@ -147,6 +153,14 @@ func (s *session) dial(ctx context.Context) error {
 	s.nc = nc
 	s.br = bufio.NewReaderSize(nc, 4*1024)
 	s.bw = bufio.NewWriterSize(nc, 16*1024)
+	if s.b.cfg.TLSMode == TLSImplicit {
+		if err := s.handshake(ctx); err != nil {
+			nc.Close()
+			s.tls = &record.TLS{Used: false, Error: err.Error()}
+			return &smtpd.ReplyError{Reply: replyTLSFailed, Reason: "upstream TLS failed: " + err.Error()}
+		}
+		nc = s.nc
+	}
 	rep, err := s.read(s.b.cfg.CommandTimeout)
 	if err != nil {
 		nc.Close()
@@ -259,6 +273,9 @@ func (s *session) firstHello(ctx context.Context, name string) (smtpwire.Reply, 
 	}
 	if s.b.cfg.TLSMode == TLSNone {
 		s.tls = &record.TLS{Used: false}
+		return rep, true
+	}
+	if s.b.cfg.TLSMode == TLSImplicit { // secured at connect
 		return rep, true
 	}
 	if !s.caps.startTLS {
@@ -380,6 +397,15 @@ func (s *session) startTLS(ctx context.Context, _ bool) error {
 		s.conn.Transcript.Add(time.Now(), "S", "upstream", fmt.Sprintf("[%d bytes after 220 to STARTTLS: discarded, connection abandoned]", s.br.Buffered()))
 		return errors.New("upstream sent data after its STARTTLS reply (response injection)")
 	}
+	return s.handshake(ctx)
+}
+
+// handshake secures the upstream connection as a TLS client and records
+// the result. The certificate is always checked; a failure ends the
+// handshake in required and implicit mode unless SkipVerify is set, and is
+// only recorded in opportunistic mode.
+func (s *session) handshake(ctx context.Context) error {
+	enforce := (s.b.cfg.TLSMode == TLSRequired || s.b.cfg.TLSMode == TLSImplicit) && !s.b.cfg.SkipVerify
 	var verifyErr error
 	cfg := &tls.Config{
 		ServerName:         s.b.cfg.ServerName,
@@ -387,7 +413,7 @@ func (s *session) startTLS(ctx context.Context, _ bool) error {
 		InsecureSkipVerify: true, // verified below, so opportunistic mode can record the result
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			verifyErr = verify(cs, s.b.cfg.RootCAs, s.b.cfg.ServerName)
-			if verifyErr != nil && s.b.cfg.TLSMode == TLSRequired && !s.b.cfg.SkipVerify {
+			if verifyErr != nil && enforce {
 				return verifyErr
 			}
 			return nil
