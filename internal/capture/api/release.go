@@ -18,9 +18,13 @@ import (
 
 // ReleaseRequest is the body of POST /api/messages/{id}/release.
 type ReleaseRequest struct {
-	Host     string   `json:"host"`
-	Port     int      `json:"port"`
-	TLS      string   `json:"tls"` // none, starttls (required); default starttls
+	Host string `json:"host"`
+	Port int    `json:"port"` // default 25, or 465 with implicit TLS
+	// TLS is how the connection is secured: starttls (the default: the
+	// server must offer STARTTLS), implicit (TLS from the first byte, as on
+	// port 465) or none. With starttls and implicit the certificate must
+	// verify unless SkipVerify is set.
+	TLS      string   `json:"tls"`
 	Username string   `json:"username"`
 	Password string   `json:"password"`
 	From     *string  `json:"from"` // envelope sender; default the captured one
@@ -52,21 +56,21 @@ func (a *API) release(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.Host = strings.TrimSpace(req.Host)
-	if req.Port == 0 {
-		req.Port = 25
-	}
 	var mode string
+	port := 25
 	switch req.TLS {
 	case "none":
 		mode = relay.TLSNone
 	case "", "starttls":
 		mode = relay.TLSRequired
-	case "tls":
-		writeError(w, http.StatusNotImplemented, "implicit TLS (tls) is not supported for release yet: use starttls or none")
-		return
+	case "implicit":
+		mode, port = relay.TLSImplicit, 465
 	default:
-		writeError(w, http.StatusBadRequest, "tls must be none, starttls or tls")
+		writeError(w, http.StatusBadRequest, "tls must be starttls, implicit or none")
 		return
+	}
+	if req.Port == 0 {
+		req.Port = port
 	}
 	switch {
 	case req.Host == "" || len(req.Host) > 253 || strings.ContainsAny(req.Host, " /\r\n"):
@@ -114,14 +118,20 @@ func (a *API) release(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Minute)
 	defer cancel()
-	rec, sendErr := a.sendVia(ctx, cfg, req.Username, req.Password, from, to, raw)
+	rec, reason, sendErr := a.sendVia(ctx, cfg, req.Username, req.Password, from, to, raw)
 	res := ReleaseResult{Record: rec}
 	if rec != nil {
 		res.Status = string(rec.Status)
 	}
 	switch {
 	case rec == nil && sendErr != nil:
-		writeError(w, http.StatusBadGateway, "release failed: "+clip(redact(sendErr.Error(), req.Password), 300))
+		// The relay session's reason (e.g. "upstream TLS failed:
+		// certificate not trusted: …") says more than the relay's reply.
+		why := sendErr.Error()
+		if reason != "" {
+			why = reason
+		}
+		writeError(w, http.StatusBadGateway, "release failed: "+clip(redact(why, req.Password), 300))
 	case sendErr != nil || res.Status != string(record.StatusAccepted):
 		writeJSON(w, http.StatusBadGateway, res)
 	default:
@@ -139,17 +149,21 @@ func redact(s, secret string) string {
 
 // sendVia runs one relay session over an in-process pipe and sends the
 // message through it with net/smtp. It returns the session's message
-// record.
-func (a *API) sendVia(ctx context.Context, cfg relay.Config, user, pass, from string, to []string, raw []byte) (*record.Record, error) {
+// record and the reason its session record gives for a failure.
+func (a *API) sendVia(ctx context.Context, cfg relay.Config, user, pass, from string, to []string, raw []byte) (*record.Record, string, error) {
 	var mu sync.Mutex
 	var msg *record.Record
+	var reason string
 	handler := record.HandlerFunc(func(ctx context.Context, r *record.Record) error {
-		if r.Type == record.TypeMessage {
-			mu.Lock()
+		mu.Lock()
+		switch r.Type {
+		case record.TypeMessage:
 			c := *r
 			msg = &c
-			mu.Unlock()
+		case record.TypeSession:
+			reason = r.Reason
 		}
+		mu.Unlock()
 		return a.opts.Release.Handle(ctx, r)
 	})
 	srv := smtpd.New(smtpd.Config{Hostname: "smtplog-release", Source: record.SourceProxy, Handler: handler,
@@ -179,7 +193,7 @@ func (a *API) sendVia(ctx context.Context, cfg relay.Config, user, pass, from st
 	_ = srv.Shutdown(sctx) // waits for the session record
 	mu.Lock()
 	defer mu.Unlock()
-	return msg, err
+	return msg, reason, err
 }
 
 func smtpSend(conn net.Conn, user, pass, from string, to []string, raw []byte) error {
