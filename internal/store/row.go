@@ -31,6 +31,7 @@ type row struct {
 	text       string  // for FTS, "" when it has no words
 	hashes     []int64 // term hashes (terms.go)
 	raw        *rawPut // the message's parked bytes (raw.go), nil when none
+	stats      rowStats
 }
 
 type rcptRow struct {
@@ -124,6 +125,13 @@ func (s *Store) prepareRow(r *record.Record) (*row, error) {
 	reply := r.ReplyCode
 	if reply == 0 {
 		reply = query.ParseReply(r.SMTPResponse).Reply
+	}
+	rw.stats = rowStats{typ: string(r.Type), status: r.Status, code: int64(reply), tls: tls == 1, latency: r.LatencyMS}
+	if m, ok := mailFrom.(string); ok {
+		rw.stats.from, rw.stats.hasFrom = m, true
+	}
+	if a, ok := authResult.(string); ok {
+		rw.stats.auth = a
 	}
 	rw.rec = []any{
 		string(r.Type), rw.ts, nullStr(string(r.Source)), nullStr(r.SessionID),
@@ -240,6 +248,7 @@ func (t table) sql(rows int) string {
 type inserts struct {
 	full   map[string]*sql.Stmt // by table head
 	nextID int64                // 0: read max(id) first
+	roll   rollups
 }
 
 func (in *inserts) prepare(ctx context.Context, db *sql.DB) error {
@@ -341,6 +350,9 @@ func (in *inserts) insert(ctx context.Context, tx *sql.Tx, batch []*item) (err e
 		if err := in.exec(ctx, tx, x.t, x.args); err != nil {
 			return err
 		}
+	}
+	if err := in.roll.addRows(ctx, tx, batchAggs(batch)); err != nil {
+		return err
 	}
 	in.nextID = id
 	return nil

@@ -76,18 +76,22 @@ func (s *Stats) init(from, to time.Time, bucket time.Duration) {
 	}
 }
 
-// partial holds what one scan of part of the range counted.
+// partial is what scans of part of a range count into: series slots are
+// buckets of the given size from lo.
 type partial struct {
-	st      Stats
-	codes   map[int64]int64
-	senders map[string]int64
-	rcpts   map[string]int64
-	lat     []float64
+	agg        *agg
+	lo, bucket int64
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
 // Stats returns the aggregates of the records with from <= timestamp < to.
-// The range is cut into parts scanned concurrently on the reader
-// connections (covering indexes only, never the record bodies).
+// The whole hours of the range come from the roll-ups (rollup.go); the
+// rest is scanned from covering indexes, never the record bodies, on the
+// reader connections concurrently. A range that is not cut into whole
+// minutes is scanned whole.
 func (s *Store) Stats(ctx context.Context, from, to time.Time, bucket time.Duration) (*Stats, error) {
 	if !to.After(from) {
 		return nil, errors.New("store: stats: the range is empty: to must be after from")
@@ -97,85 +101,147 @@ func (s *Store) Stats(ctx context.Context, from, to time.Time, bucket time.Durat
 	}
 	from, to = from.UTC(), to.UTC()
 	lo, hi := unixNano(from), unixNano(to)
+	a0, b0 := floorDiv(lo+hourNS-1, hourNS)*hourNS, floorDiv(hi, hourNS)*hourNS
+	var total *agg
+	var err error
+	if a0 < b0 && int64(bucket)%minuteNS == 0 && lo%minuteNS == 0 {
+		total, err = s.statsRolled(ctx, lo, hi, a0, b0, int64(bucket))
+	} else {
+		total, err = s.statsScanned(ctx, lo, hi, int64(bucket))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return total.stats(from, to, bucket), nil
+}
+
+// statsScanned scans [lo, hi) in parts concurrently.
+func (s *Store) statsScanned(ctx context.Context, lo, hi, bucket int64) (*agg, error) {
 	parts := 1
 	if !s.memory {
 		parts = max(1, s.opts.ReadConns/2)
 	}
-	ps := make([]*partial, parts)
-	errs := make([]error, 2*parts)
-	var wg sync.WaitGroup
 	step := (hi - lo + int64(parts) - 1) / int64(parts)
-	for i := range ps {
-		p := &partial{codes: map[int64]int64{}, senders: map[string]int64{}, rcpts: map[string]int64{}}
-		p.st.init(from, to, bucket)
-		ps[i] = p
-		a, b := lo+int64(i)*step, min(hi, lo+int64(i+1)*step)
-		wg.Add(2)
+	var spans [][2]int64
+	for i := 0; i < parts; i++ {
+		if a, b := lo+int64(i)*step, min(hi, lo+int64(i+1)*step); a < b {
+			spans = append(spans, [2]int64{a, b})
+		}
+	}
+	return s.scanSpans(ctx, lo, bucket, spans, nil)
+}
+
+// statsRolled sums the roll-ups of the hours [a0, b0) and scans the rest
+// of [lo, hi).
+func (s *Store) statsRolled(ctx context.Context, lo, hi, a0, b0, bucket int64) (*agg, error) {
+	var spans [][2]int64
+	if lo < a0 {
+		spans = append(spans, [2]int64{lo, a0})
+	}
+	if b0 < hi {
+		spans = append(spans, [2]int64{b0, hi})
+	}
+	return s.scanSpans(ctx, lo, bucket, spans, func(a *agg) error {
+		rows, err := s.r.QueryContext(ctx, `SELECT hour, data FROM rollups WHERE hour >= ? AND hour < ?`, a0/hourNS, b0/hourNS)
+		if err != nil {
+			return fmt.Errorf("store: stats: roll-ups: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var h int64
+			var data sql.RawBytes
+			if err := rows.Scan(&h, &data); err != nil {
+				return fmt.Errorf("store: stats: roll-ups: %w", err)
+			}
+			base := h*hourNS - lo
+			if err := a.decodeInto(data, func(m int64) int64 { return (base + m*minuteNS) / bucket }); err != nil {
+				return fmt.Errorf("store: stats: roll-up of hour %d: %w", h, err)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("store: stats: roll-ups: %w", err)
+		}
+		return nil
+	})
+}
+
+// scanSpans scans the records and recipients of each span concurrently,
+// runs extra (when not nil) beside them, and adds everything up.
+func (s *Store) scanSpans(ctx context.Context, lo, bucket int64, spans [][2]int64, extra func(*agg) error) (*agg, error) {
+	aggs := make([]*agg, 2*len(spans)+1)
+	errs := make([]error, len(aggs))
+	var wg sync.WaitGroup
+	for i, sp := range spans {
+		for j, scan := range []func(context.Context, querier, *partial, int64, int64) error{scanRecordsQ, scanRcptsQ} {
+			k := 2*i + j
+			aggs[k] = newAgg()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[k] = scan(ctx, s.r, &partial{agg: aggs[k], lo: lo, bucket: bucket}, sp[0], sp[1])
+			}()
+		}
+	}
+	if extra != nil {
+		k := len(aggs) - 1
+		aggs[k] = newAgg()
+		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[2*i] = s.scanRecords(ctx, p, lo, a, b, int64(bucket))
-		}()
-		go func() {
-			defer wg.Done()
-			errs[2*i+1] = s.scanRcpts(ctx, p, a, b)
+			errs[k] = extra(aggs[k])
 		}()
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-
-	st := &ps[0].st
-	codes, senders, rcpts, lat := ps[0].codes, ps[0].senders, ps[0].rcpts, ps[0].lat
-	for _, p := range ps[1:] {
-		o := &p.st
-		st.Messages += o.Messages
-		st.Sessions += o.Sessions
-		st.Temporary += o.Temporary
-		st.Permanent += o.Permanent
-		st.TLS.Yes += o.TLS.Yes
-		st.TLS.No += o.TLS.No
-		st.AuthFailures += o.AuthFailures
-		for k, n := range o.ByStatus {
-			st.ByStatus[k] += n
+	total := newAgg()
+	for _, a := range aggs {
+		if a != nil {
+			total.add(a, nil)
 		}
-		for i := range o.Series {
-			st.Series[i].Total += o.Series[i].Total
-			for k, n := range o.Series[i].ByStatus {
-				st.Series[i].ByStatus[k] += n
-			}
-		}
-		for k, n := range p.codes {
-			codes[k] += n
-		}
-		for k, n := range p.senders {
-			senders[k] += n
-		}
-		for k, n := range p.rcpts {
-			rcpts[k] += n
-		}
-		lat = append(lat, p.lat...)
 	}
-	for c, n := range codes {
-		st.ReplyCodes = append(st.ReplyCodes, Count{strconv.FormatInt(c, 10), n})
-	}
-	sortCounts(st.ReplyCodes, len(st.ReplyCodes))
-	st.TopSenders, st.TopSenderDomains = top(senders)
-	st.TopRecipients, st.TopRecipientDomains = top(rcpts)
-	st.Latency = latencies(lat)
-	return st, nil
+	return total, nil
 }
 
-// scanRecords counts the records with a <= ts < b into p; buckets start at
-// lo.
-func (s *Store) scanRecords(ctx context.Context, p *partial, lo, a, b, bucket int64) error {
-	rows, err := s.r.QueryContext(ctx, `SELECT ts, type, status, reply_code, tls, latency_ms, auth_result, mail_from
+// stats turns the sums over [from, to) into Stats.
+func (a *agg) stats(from, to time.Time, bucket time.Duration) *Stats {
+	st := &Stats{}
+	st.init(from, to, bucket)
+	st.Messages, st.Sessions, st.AuthFailures = a.messages, a.sessions, a.authFailures
+	st.Temporary, st.Permanent = a.temporary, a.permanent
+	st.TLS = TLSCount{Yes: a.tlsYes, No: a.tlsNo}
+	for k, n := range a.series {
+		if n == 0 {
+			continue
+		}
+		st.ByStatus[k.status] += n
+		if k.i >= 0 && k.i < int64(len(st.Series)) {
+			bk := &st.Series[k.i]
+			bk.Total += n
+			bk.ByStatus[k.status] += n
+		}
+	}
+	for c, n := range a.codes {
+		if n != 0 {
+			st.ReplyCodes = append(st.ReplyCodes, Count{strconv.FormatInt(c, 10), n})
+		}
+	}
+	sortCounts(st.ReplyCodes, len(st.ReplyCodes))
+	st.TopSenders, st.TopSenderDomains = top(a.senders)
+	st.TopRecipients, st.TopRecipientDomains = top(a.rcpts)
+	st.Latency = latencies(a.lat)
+	return st
+}
+
+// scanRecordsQ counts the records with a <= ts < b into p.
+func scanRecordsQ(ctx context.Context, q querier, p *partial, a, b int64) error {
+	rows, err := q.QueryContext(ctx, `SELECT ts, type, status, reply_code, tls, latency_ms, auth_result, mail_from
 		FROM records INDEXED BY records_ts WHERE ts >= ? AND ts < ?`, a, b)
 	if err != nil {
 		return fmt.Errorf("store: stats: %w", err)
 	}
 	defer rows.Close()
-	st := &p.st
 	for rows.Next() {
 		var (
 			ts          int64
@@ -188,39 +254,8 @@ func (s *Store) scanRecords(ctx context.Context, p *partial, lo, a, b, bucket in
 		if err := rows.Scan(&ts, &typ, &status, &code, &tls, &latency, &auth, &from); err != nil {
 			return fmt.Errorf("store: stats: %w", err)
 		}
-		if string(typ) == "session" {
-			st.Sessions++
-			if string(auth) == "failure" {
-				st.AuthFailures++
-			}
-			continue
-		}
-		st.Messages++
-		stat := string(status)
-		st.ByStatus[stat]++
-		bk := &st.Series[(ts-lo)/bucket]
-		bk.Total++
-		bk.ByStatus[stat]++
-		if code.Valid {
-			p.codes[code.Int64]++
-			switch code.Int64 / 100 {
-			case 4:
-				st.Temporary++
-			case 5:
-				st.Permanent++
-			}
-		}
-		if tls == 1 {
-			st.TLS.Yes++
-		} else {
-			st.TLS.No++
-		}
-		if latency.Valid && latency.Float64 > 0 {
-			p.lat = append(p.lat, latency.Float64)
-		}
-		if from != nil {
-			p.senders[string(from)]++
-		}
+		p.agg.record((ts-p.lo)/p.bucket, string(typ), string(status), code.Int64, tls == 1, latency.Float64,
+			string(auth), string(from), from != nil, 1)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("store: stats: %w", err)
@@ -228,9 +263,9 @@ func (s *Store) scanRecords(ctx context.Context, p *partial, lo, a, b, bucket in
 	return nil
 }
 
-// scanRcpts counts recipients of records with a <= ts < b into p.
-func (s *Store) scanRcpts(ctx context.Context, p *partial, a, b int64) error {
-	rows, err := s.r.QueryContext(ctx, `SELECT addr FROM rcpts INDEXED BY rcpts_ts WHERE ts >= ? AND ts < ?`, a, b)
+// scanRcptsQ counts recipients of records with a <= ts < b into p.
+func scanRcptsQ(ctx context.Context, q querier, p *partial, a, b int64) error {
+	rows, err := q.QueryContext(ctx, `SELECT addr FROM rcpts INDEXED BY rcpts_ts WHERE ts >= ? AND ts < ?`, a, b)
 	if err != nil {
 		return fmt.Errorf("store: stats: recipients: %w", err)
 	}
@@ -240,7 +275,7 @@ func (s *Store) scanRcpts(ctx context.Context, p *partial, a, b int64) error {
 		if err := rows.Scan(&addr); err != nil {
 			return fmt.Errorf("store: stats: recipients: %w", err)
 		}
-		p.rcpts[string(addr)]++
+		p.agg.rcpts[string(addr)]++
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("store: stats: recipients: %w", err)
@@ -252,6 +287,9 @@ func (s *Store) scanRcpts(ctx context.Context, p *partial, a, b int64) error {
 func top(counts map[string]int64) (addrs, domains []Count) {
 	doms := map[string]int64{}
 	for a, n := range counts {
+		if n == 0 {
+			continue
+		}
 		addrs = append(addrs, Count{a, n})
 		if d := query.Domain(a); d != "" {
 			doms[d] += n
@@ -277,13 +315,31 @@ func sortCounts(c []Count, n int) []Count {
 	return c
 }
 
-func latencies(v []float64) Latency {
-	if len(v) == 0 {
+// latencies summarises a multiset of latencies: value -> how many.
+func latencies(m map[float64]int64) Latency {
+	vals := make([]float64, 0, len(m))
+	var total int64
+	for v, n := range m {
+		if n > 0 {
+			vals = append(vals, v)
+			total += n
+		}
+	}
+	if total == 0 {
 		return Latency{}
 	}
-	sort.Float64s(v)
+	sort.Float64s(vals)
+	// The value at 1-based rank ceil(q*total), as for a sorted list.
 	p := func(q float64) float64 {
-		return v[int(math.Ceil(q*float64(len(v))))-1]
+		rank := int64(math.Ceil(q * float64(total)))
+		var seen int64
+		for _, v := range vals {
+			seen += m[v]
+			if seen >= rank {
+				return v
+			}
+		}
+		return vals[len(vals)-1]
 	}
-	return Latency{Count: int64(len(v)), P50: p(0.50), P90: p(0.90), P99: p(0.99), Max: v[len(v)-1]}
+	return Latency{Count: total, P50: p(0.50), P90: p(0.90), P99: p(0.99), Max: vals[len(vals)-1]}
 }

@@ -219,6 +219,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		s.w.Close()
 		return nil, err
 	}
+	if err := rebuildRollups(ctx, s.w); err != nil {
+		s.w.Close()
+		return nil, err
+	}
 	if !s.memory {
 		s.r, err = sql.Open("sqlite", "file:"+url.PathEscape(path)+"?"+params(opts, true).Encode())
 		if err != nil {
@@ -442,6 +446,11 @@ func (s *Store) tx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx)
 		return fmt.Errorf("store: begin: %w", err)
 	}
 	if err := fn(ctx, tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	// Deleted records leave what they counted in rollup_gone.
+	if err := s.ins.roll.settleGone(ctx, tx); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
