@@ -265,7 +265,8 @@ func scanRecordsQ(ctx context.Context, q querier, p *partial, a, b int64) error 
 
 // scanRcptsQ counts recipients of records with a <= ts < b into p.
 func scanRcptsQ(ctx context.Context, q querier, p *partial, a, b int64) error {
-	rows, err := q.QueryContext(ctx, `SELECT addr FROM rcpts INDEXED BY rcpts_ts WHERE ts >= ? AND ts < ?`, a, b)
+	rows, err := q.QueryContext(ctx, `SELECT c.addr FROM records r INDEXED BY records_ts
+		JOIN rcpts c ON c.record_id = r.id WHERE r.ts >= ? AND r.ts < ?`, a, b)
 	if err != nil {
 		return fmt.Errorf("store: stats: recipients: %w", err)
 	}
