@@ -32,6 +32,10 @@
 // numbers records itself (it is the only one that inserts) and inserts a
 // batch with multi-row statements, table by table.
 //
+// The dashboard's aggregates (Stats) come from hourly roll-ups that every
+// batch adds to in its own transaction and that deletions subtract from
+// (rollup.go), so a month costs about what a day does.
+//
 // The full-text table uses FTS5's contentless_delete (SQLite 3.43 or
 // later), so that retention can delete from it; an older sqlite3 shell can
 // still run PRAGMA integrity_check and read every other table.
