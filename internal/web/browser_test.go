@@ -208,6 +208,10 @@ func TestBrowser(t *testing.T) {
 	t.Run("dashboard", func(t *testing.T) {
 		b.t = t
 		b.open("/", "dashboard")
+		// Not capture mode: "/" is the dashboard, and there is no message list.
+		if nav := eval[[]string](b, `Array.from(document.querySelectorAll('header nav a')).filter(a => !a.hidden).map(a => a.getAttribute('data-nav') + (a.className === 'current' ? '*' : ''))`); strings.Join(nav, " ") != "dashboard* live search" {
+			t.Errorf("navigation %q, want dashboard (current), live, search", nav)
+		}
 		if n := eval[int](b, `document.querySelectorAll('#chart-volume svg rect[data-status]').length`); n < 50 {
 			t.Errorf("volume chart has %d bars", n)
 		}

@@ -373,6 +373,7 @@ func TestCaptureBrowser(t *testing.T) {
 		attachment[i] = byte(i * 7)
 	}
 	e.send(t, plainMessage("earlier message"))
+	earlierID := e.idOf(t, "earlier message")
 	e.send(t, hostileMessage("Order shipped <script>alert(1)</script>", remote.URL+"/pixel.png", logo, attachment))
 	hostileID := e.idOf(t, "Order shipped <script>alert(1)</script>")
 	e.idOf(t, "earlier message")
@@ -411,6 +412,80 @@ func TestCaptureBrowser(t *testing.T) {
 		}
 		noScript(t, b, "list")
 		b.Screenshot("capture-list")
+	})
+
+	// In capture mode "/" is the list of captured messages; opening one
+	// marks it read, which the list, its counts and the API then show.
+	t.Run("home-and-read", func(t *testing.T) {
+		b.SetT(t)
+		b.Open("/", "messages")
+		if h := web.Eval[string](b, `document.querySelector('main h1').textContent`); h != "Messages" {
+			t.Errorf("home page heading %q, want Messages", h)
+		}
+		nav := web.Eval[[]string](b, `Array.from(document.querySelectorAll('header nav a')).filter(a => !a.hidden).map(a => a.getAttribute('href') + (a.className === 'current' ? '*' : ''))`)
+		if strings.Join(nav, " ") != "/* /dashboard /live /search" {
+			t.Errorf("navigation %q, want Messages (current) at /, then the dashboard at /dashboard", nav)
+		}
+		subjects := web.Eval[[]string](b, `Array.from(document.querySelectorAll('#live-table tbody tr .subject')).map(e => e.textContent)`)
+		if len(subjects) != 3 || subjects[2] != "earlier message" {
+			t.Errorf("home list %q, want the three captured messages, newest first", subjects)
+		}
+		row := `document.querySelector('#live-table tr[data-id="` + earlierID + `"]')`
+		if c := web.Eval[string](b, row+`.className`); c != "unread" {
+			t.Errorf("row of the unopened message has class %q, want unread", c)
+		}
+		if c := web.Eval[string](b, `document.getElementById('capture-count').textContent`); c != "3 messages, 3 unread" {
+			t.Errorf("counts %q", c)
+		}
+		if n := web.Eval[string](b, `document.getElementById('nav-unread').textContent`); n != "3" {
+			t.Errorf("unread badge %q, want 3", n)
+		}
+		noScript(t, b, "home")
+		b.Screenshot("capture-home")
+
+		// Open the message from the list, as a user does.
+		if _, err := chromedp.Run(b.Ctx(), chromedp.Click(chromedp.CSS(`#live-table tr[data-id="`+earlierID+`"] a`))); err != nil {
+			t.Fatal(err)
+		}
+		b.WaitFor(`location.pathname === '/messages/` + earlierID + `' && document.getElementById('main').dataset.ready === 'message'`)
+		b.WaitFor(`document.getElementById('read-state').textContent === 'read'`)
+		b.WaitFor(`document.getElementById('nav-unread').textContent === '2'`)
+		if c := web.Eval[string](b, `document.querySelector('[data-nav=messages]').className`); c != "current" {
+			t.Errorf("Messages is not the current navigation entry on a message page: %q", c)
+		}
+		_, vb := e.get(t, "/api/messages/"+earlierID+"/view")
+		var v struct {
+			Read bool `json:"read"`
+		}
+		if err := json.Unmarshal(vb, &v); err != nil {
+			t.Fatal(err)
+		}
+		if !v.Read {
+			t.Error("the API reports the opened message unread")
+		}
+
+		// Back to the list: the message is shown read.
+		if _, err := chromedp.Run(b.Ctx(), chromedp.NavigateBack()); err != nil {
+			t.Fatal(err)
+		}
+		b.WaitFor(`location.pathname === '/' && document.getElementById('main').dataset.ready === 'messages'`)
+		b.WaitFor(row + ` && ` + row + `.className === 'read'`)
+		if n := web.Eval[int](b, `document.querySelectorAll('#live-table tbody tr.unread').length`); n != 2 {
+			t.Errorf("%d unread rows after opening one, want 2", n)
+		}
+		if c := web.Eval[string](b, `document.getElementById('capture-count').textContent`); c != "3 messages, 2 unread" {
+			t.Errorf("counts after opening one %q", c)
+		}
+
+		// The dashboard is one click away.
+		if _, err := chromedp.Run(b.Ctx(), chromedp.Click(chromedp.CSS(`header nav a[data-nav=dashboard]`))); err != nil {
+			t.Fatal(err)
+		}
+		b.WaitFor(`location.pathname === '/dashboard' && document.getElementById('main').dataset.ready === 'dashboard'`)
+		if v := web.Eval[string](b, `document.querySelector('[data-kpi=messages] .v').textContent`); v != "3" {
+			t.Errorf("dashboard messages KPI %q, want 3", v)
+		}
+		noScript(t, b, "dashboard in capture mode")
 	})
 
 	t.Run("html-view", func(t *testing.T) {
@@ -550,14 +625,13 @@ func TestCaptureBrowser(t *testing.T) {
 
 	t.Run("read-and-tags", func(t *testing.T) {
 		b.SetT(t)
+		// Opened before, so read; the button marks it unread again.
 		b.Open("/messages/"+hostileID, "message")
-		if s := web.Eval[string](b, `document.getElementById('read-state').textContent`); s != "unread" {
-			t.Errorf("read state %q", s)
-		}
+		b.WaitFor(`document.getElementById('read-state').textContent === 'read'`)
 		if _, err := chromedp.Run(b.Ctx(), chromedp.Click(chromedp.CSS(`#mark-read`))); err != nil {
 			t.Fatal(err)
 		}
-		b.WaitFor(`document.getElementById('read-state').textContent === 'read'`)
+		b.WaitFor(`document.getElementById('read-state').textContent === 'unread'`)
 		if err := chromedp.Do(b.Ctx(),
 			chromedp.SetValue(chromedp.CSS(`#tags-input`), "orders, <b>bold</b>, orders"),
 			chromedp.Click(chromedp.CSS(`#tags-save`))); err != nil {
@@ -576,15 +650,18 @@ func TestCaptureBrowser(t *testing.T) {
 		if err := json.Unmarshal(vb, &v); err != nil {
 			t.Fatal(err)
 		}
-		if !v.Read || len(v.Tags) != 2 {
-			t.Errorf("stored read %v tags %q", v.Read, v.Tags)
+		if v.Read || len(v.Tags) != 2 {
+			t.Errorf("stored read %v tags %q, want unread and two tags", v.Read, v.Tags)
 		}
 		noScript(t, b, "tags")
 		b.Open("/live", "live")
 		b.WaitFor(`document.getElementById('main').dataset.capture === 'yes'`)
-		if c := web.Eval[string](b, `document.querySelector('#live-table tr[data-id="`+hostileID+`"]').className`); c != "read" {
-			t.Errorf("list row of the read message has class %q", c)
+		if c := web.Eval[string](b, `document.querySelector('#live-table tr[data-id="`+hostileID+`"]').className`); c != "unread" {
+			t.Errorf("list row of the message marked unread has class %q", c)
 		}
+		// Opening it again marks it read again.
+		b.Open("/messages/"+hostileID, "message")
+		b.WaitFor(`document.getElementById('read-state').textContent === 'read'`)
 	})
 
 	t.Run("delete", func(t *testing.T) {
@@ -595,7 +672,7 @@ func TestCaptureBrowser(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		b.WaitFor(`location.pathname === '/live' && document.getElementById('main').dataset.ready === 'live' && document.getElementById('main').dataset.capture === 'yes'`)
+		b.WaitFor(`location.pathname === '/' && document.getElementById('main').dataset.ready === 'messages' && document.getElementById('main').dataset.capture === 'yes'`)
 		subjects := web.Eval[[]string](b, `Array.from(document.querySelectorAll('#live-table tbody tr .subject')).map(e => e.textContent)`)
 		if strings.Join(subjects, "|") != "arrives live|earlier message" {
 			t.Errorf("list after delete %q", subjects)

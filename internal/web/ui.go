@@ -45,7 +45,7 @@ func (h *Handler) uiRoutes() error {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = w.Write(index)
 	}
-	for _, p := range []string{"GET /{$}", "GET /live", "GET /search", "GET /messages/{id}", "GET /sessions/{id}", "GET /trace/{id...}"} {
+	for _, p := range []string{"GET /{$}", "GET /dashboard", "GET /live", "GET /search", "GET /messages/{id}", "GET /sessions/{id}", "GET /trace/{id...}"} {
 		h.mux.HandleFunc(p, page)
 	}
 	h.mux.HandleFunc("GET /assets/{name}", func(w http.ResponseWriter, r *http.Request) {

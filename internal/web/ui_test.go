@@ -49,6 +49,7 @@ func TestAssetsServed(t *testing.T) {
 	for path, ct := range map[string]string{
 		"/":                   "text/html; charset=utf-8",
 		"/live":               "text/html; charset=utf-8",
+		"/dashboard":          "text/html; charset=utf-8",
 		"/messages/12":        "text/html; charset=utf-8",
 		"/assets/app.js":      "text/javascript; charset=utf-8",
 		"/assets/style.css":   "text/css; charset=utf-8",

@@ -83,6 +83,37 @@
     }
     return res;
   }
+  // Capture mode is known by its message list (the Mailpit-compatible
+  // GET /api/v1/messages), which only capture mode serves: elsewhere it
+  // answers 404. Asked at most once per page view; the answer (null outside
+  // capture mode) also gives the unread count for the navigation.
+  let captureProbe = null;
+  function captureList(limit) {
+    if (!captureProbe) {
+      captureProbe = api('/api/v1/messages?limit=' + (limit || 1)).catch(e => {
+        if (e.status === 404) return null;
+        throw e;
+      });
+    }
+    return captureProbe;
+  }
+  // showUnread puts the number of unread captured messages beside
+  // Messages in the navigation (and shows that link, capture mode only).
+  function showUnread(n) {
+    const link = document.querySelector('[data-nav=messages]');
+    const badge = document.getElementById('nav-unread');
+    if (!link || !badge) return;
+    link.hidden = false;
+    badge.textContent = n > 0 ? fmtNum(n) : '';
+    badge.title = n > 0 ? n + ' unread' : '';
+  }
+  // refreshUnread asks again after the read state changed.
+  async function refreshUnread() {
+    try {
+      const l = await api('/api/v1/messages?limit=1');
+      showUnread(l.unread || 0);
+    } catch (e) { /* the badge keeps its number */ }
+  }
   function fmtBytes(n) {
     n = n || 0;
     if (n < 1024) return n + ' B';
@@ -230,7 +261,7 @@
     const range = RANGES[params.get('range')] ? params.get('range') : '24h';
     document.title = 'smtplog — dashboard';
     const tb = el('div', { class: 'toolbar' }, el('span', { class: 'range' },
-      Object.keys(RANGES).map(k => el('a', { href: '/?range=' + k, class: k === range ? 'current' : '' }, k))),
+      Object.keys(RANGES).map(k => el('a', { href: location.pathname + '?range=' + k, class: k === range ? 'current' : '' }, k))),
       el('span', { class: 'muted', id: 'range-label' }, ''));
     root.append(el('h1', {}, 'Dashboard'), tb);
     let s;
@@ -489,8 +520,18 @@
         const res = await send('PUT', msgPath(id, '/read'), { read: !read });
         read = !!res.read;
         showRead();
+        refreshUnread();
       } catch (e) { fail(e); }
     });
+    // Opening a message marks it read, as in a mail client. A user who
+    // may only read (403) leaves it as it was.
+    if (!read) {
+      send('PUT', msgPath(id, '/read'), { read: true }).then(res => {
+        read = !!res.read;
+        showRead();
+        refreshUnread();
+      }).catch(() => {});
+    }
     // Deleting takes two clicks (no confirm(): dialogs block automation).
     const del = el('button', { type: 'button', class: 'danger', id: 'delete' }, 'Delete');
     let armed = false;
@@ -502,7 +543,7 @@
       }
       try {
         await send('DELETE', msgPath(id));
-        location.assign('/live');
+        location.assign('/');
       } catch (e) { fail(e); }
     });
     const tagList = el('span', { class: 'tags', id: 'tags' });
@@ -765,8 +806,10 @@
     root.setAttribute('data-ready', 'session');
   }
 
-  function live(root, params) {
-    document.title = 'smtplog — live';
+  // live is the live list of records; in capture mode it is the list of
+  // captured messages, which is also the home page ("/", home true).
+  function live(root, params, home) {
+    document.title = home ? 'smtplog — messages' : 'smtplog — live';
     const q = params.get('q') || '';
     const input = el('input', { type: 'search', name: 'q', size: 60, placeholder: 'filter, e.g. status:deferred', spellcheck: 'false' });
     input.value = q;
@@ -774,8 +817,9 @@
     const dropped = el('span', { class: 'muted', id: 'live-dropped' });
     let paused = false;
     const pause = el('button', { type: 'button', class: 'secondary', onclick: () => { paused = !paused; pause.textContent = paused ? 'Resume' : 'Pause'; } }, 'Pause');
-    root.append(el('h1', {}, 'Live'),
-      el('form', { class: 'toolbar', action: '/live', method: 'get' }, input, el('button', { type: 'submit' }, 'Filter'), pause, state, dropped));
+    const counts = el('span', { class: 'muted', id: 'capture-count' });
+    root.append(el('h1', {}, home ? 'Messages' : 'Live'),
+      el('form', { class: 'toolbar', action: '/live', method: 'get' }, input, el('button', { type: 'submit' }, 'Filter'), pause, state, dropped, counts));
     const errBox = el('div');
     const table = resultsTable([]);
     table.id = 'live-table';
@@ -788,6 +832,11 @@
     let capture = false;
     const shown = new Set(); // queue IDs of captured messages in the table
     const readOf = {};
+    let total = 0, unread = 0;
+    const showCounts = () => {
+      counts.textContent = `${fmtNum(total)} message${total === 1 ? '' : 's'}, ${fmtNum(unread)} unread`;
+      showUnread(unread);
+    };
     const markRow = (row, r) => {
       if (r.source !== 'capture' || r.type === 'session') return;
       row.classList.add(readOf[r.queue_id] ? 'read' : 'unread');
@@ -795,9 +844,13 @@
     };
     const captureLoad = (async () => {
       let list;
-      try { list = await api('/api/v1/messages?limit=200'); } catch (e) { return; }
+      try { list = await captureList(200); } catch (e) { return; }
+      if (!list) return;
       capture = true;
       for (const m of list.messages || []) readOf[m.ID] = !!m.Read;
+      total = list.total || 0;
+      unread = list.unread || 0;
+      showCounts();
       const cq = 'type:message source:capture' + (q ? ' ' + q : '');
       let res;
       try { res = await api('/api/search?q=' + encodeURIComponent(cq) + '&limit=200'); } catch (e) { return; }
@@ -857,6 +910,9 @@
         shown.add(r.queue_id);
         markRow(row, r);
         linkCaptured(row, r);
+        total++;
+        unread++;
+        showCounts();
       }
       tbody.insertBefore(row, tbody.firstChild);
       while (tbody.children.length > MAX) tbody.removeChild(tbody.lastChild);
@@ -875,26 +931,46 @@
           try { await send('DELETE', '/api/messages'); } catch (e) { clear(errBox).appendChild(errorBox(e.message)); return; }
           clear(tbody);
           shown.clear();
+          total = unread = 0;
+          showCounts();
           armed = false;
           delAll.textContent = 'Delete all';
         });
         root.querySelector('form.toolbar').appendChild(delAll);
       }
-      root.setAttribute('data-ready', 'live');
+      root.setAttribute('data-ready', home ? 'messages' : 'live');
     });
+  }
+
+  function setNav(nav) {
+    document.querySelectorAll('[data-nav]').forEach(a => { a.className = a.getAttribute('data-nav') === nav ? 'current' : ''; });
   }
 
   async function route() {
     const root = clear(main());
+    root.removeAttribute('data-ready');
+    root.removeAttribute('data-capture');
     const path = location.pathname;
     const params = new URLSearchParams(location.search);
-    const nav = path === '/' ? 'dashboard' : path.split('/')[1];
-    document.querySelectorAll('[data-nav]').forEach(a => { a.className = a.getAttribute('data-nav') === nav ? 'current' : ''; });
+    setNav(path === '/' ? '' : path.split('/')[1]);
     const quick = document.querySelector('.quick input');
     if (quick && path === '/search') quick.value = params.get('q') || '';
+    // The home page and the list load up to 200 messages; elsewhere one
+    // is enough to learn the mode and the unread count.
+    captureProbe = null;
+    const probe = captureList(path === '/' || path === '/live' ? 200 : 1);
+    probe.then(list => { if (list) showUnread(list.unread || 0); }).catch(() => {});
     let m;
     try {
-      if (path === '/') return await dashboard(root, params);
+      if (path === '/') {
+        // Capture mode starts at the captured messages; elsewhere at the
+        // dashboard (which capture mode has at /dashboard).
+        let list = null;
+        try { list = await probe; } catch (e) { list = null; }
+        setNav(list ? 'messages' : 'dashboard');
+        return list ? live(root, params, true) : await dashboard(root, params);
+      }
+      if (path === '/dashboard') return await dashboard(root, params);
       if (path === '/live') return live(root, params);
       if (path === '/search') return await search(root, params);
       if ((m = path.match(/^\/messages\/([^/]+)$/))) return await message(root, decodeURIComponent(m[1]));
@@ -915,4 +991,7 @@
   }
 
   document.addEventListener('DOMContentLoaded', route);
+  // A page restored from the back/forward cache shows the state it was
+  // left in: build it again (read marks, counts, the live stream).
+  window.addEventListener('pageshow', ev => { if (ev.persisted) route(); });
 })();
