@@ -36,3 +36,20 @@ type Correlator interface {
 	// their last expected line carry the flag "incomplete".
 	Flush(before time.Time, emit func(*record.Record))
 }
+
+// A PreparedFeeder is a Correlator that can be fed lines whose message was
+// parsed ahead of it (see Dialect.NewPrepared).
+type PreparedFeeder interface {
+	Correlator
+	// FeedPrepared is Feed of l, whose parse is the i-th of p.
+	FeedPrepared(l *Line, p Prepared, i int, emit func(*record.Record)) bool
+}
+
+// Prepared holds the parses of a batch of lines, made by a dialect's pure
+// parser on the goroutine that reads the lines, for its PreparedFeeder.
+type Prepared interface {
+	// Prepare parses l into the i-th slot. It must be pure: it runs on
+	// another goroutine than the correlator, and l's strings are all the
+	// parse may share.
+	Prepare(i int, l *Line)
+}

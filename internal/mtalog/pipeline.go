@@ -31,6 +31,11 @@ type Dialect struct {
 	ParseRaw LineParser
 	// New returns a fresh correlator.
 	New func(CorrelatorOptions) Correlator
+	// NewPrepared, optional, returns room for the parses of n lines: the
+	// Pipeline then parses the lines this dialect claims (or all, when
+	// --mta names it) on the goroutine that reads them, and feeds them to
+	// its correlators, which must be PreparedFeeders, with FeedPrepared.
+	NewPrepared func(n int) Prepared
 }
 
 // CorrelatorOptions is what every correlator is configured with.
@@ -254,7 +259,7 @@ const (
 // dialectFor returns the index of the dialect for a line, or -1: the one
 // --mta names; else the one that claims the line's program; else the one
 // whose Detect is certain about the line (and then about its program).
-func (p *Pipeline) dialectFor(l Line) int {
+func (p *Pipeline) dialectFor(l *Line) int {
 	if p.fixed >= 0 {
 		return p.fixed
 	}
@@ -268,7 +273,7 @@ func (p *Pipeline) dialectFor(l Line) int {
 		}
 	}
 	for i, d := range p.opt.Dialects {
-		if d.Detect != nil && d.Detect(l) >= 2 {
+		if d.Detect != nil && d.Detect(*l) >= 2 {
 			p.remember(l.Program, i)
 			return i
 		}
@@ -295,6 +300,16 @@ func (p *Pipeline) remember(program string, i int) {
 // Feed passes one line to its correlator. It returns the Handler's error,
 // after which the Pipeline should not be used.
 func (p *Pipeline) Feed(ctx context.Context, l Line) error {
+	return p.feed(ctx, &l)
+}
+
+// feed is Feed of a line the caller keeps.
+func (p *Pipeline) feed(ctx context.Context, l *Line) error {
+	return p.feedPrepared(ctx, l, nil, 0)
+}
+
+// feedPrepared is feed of the k-th line of b, when b is not nil.
+func (p *Pipeline) feedPrepared(ctx context.Context, l *Line, b *lineBatch, k int) error {
 	if p.err != nil {
 		return p.err
 	}
@@ -305,7 +320,11 @@ func (p *Pipeline) Feed(ctx context.Context, l Line) error {
 	ok := false
 	if l.Program != "" {
 		if i := p.dialectFor(l); i >= 0 {
-			ok = p.correlator(i).Feed(l, p.emit)
+			if b != nil && k < len(b.by) && int(b.by[k]) == i {
+				ok = p.correlator(i).(PreparedFeeder).FeedPrepared(l, b.prep[i], k, p.emit)
+			} else {
+				ok = p.correlator(i).Feed(*l, p.emit)
+			}
 			if ok {
 				p.perMTA[i]++
 			}
@@ -316,13 +335,13 @@ func (p *Pipeline) Feed(ctx context.Context, l Line) error {
 	}
 	if l.Time.After(p.lastTime) {
 		p.lastTime = l.Time
-	}
-	// Flush idle messages once a minute of log time, on the minute, so
-	// that where the scans fall does not depend on where reading began (a
-	// Resumer replays from a later line than the first).
-	if m := p.lastTime.Truncate(time.Minute); m.After(p.lastScan) {
-		p.lastScan = m
-		p.flush(p.lastTime.Add(-p.opt.FlushAfter))
+		// Flush idle messages once a minute of log time, on the minute,
+		// so that where the scans fall does not depend on where reading
+		// began (a Resumer replays from a later line than the first).
+		if m := p.lastTime.Truncate(time.Minute); m.After(p.lastScan) {
+			p.lastScan = m
+			p.flush(p.lastTime.Add(-p.opt.FlushAfter))
+		}
 	}
 	p.drain(ctx)
 	return p.err
@@ -342,7 +361,7 @@ func (p *Pipeline) drain(ctx context.Context) {
 	p.pending = p.pending[:0]
 }
 
-func (p *Pipeline) unparsed(l Line) {
+func (p *Pipeline) unparsed(l *Line) {
 	prog := l.Program
 	if _, ok := p.stats.Unparsed[prog]; !ok {
 		prog = strings.Clone(prog)
@@ -374,20 +393,157 @@ func (p *Pipeline) Flush(ctx context.Context, before time.Time) error {
 	return p.err
 }
 
-// Run feeds every line of src, then flushes everything still open.
+// Run feeds every line of src, then flushes everything still open. When
+// src reads files (FileSource, Merge, ReaderSource), reading, splitting and
+// prefix parsing run on a goroutine of their own, a batch of lines ahead
+// of the correlators.
 func (p *Pipeline) Run(ctx context.Context, src Source) error {
-	var ferr error
-	err := src.Lines(ctx, func(l Line) bool {
-		ferr = p.Feed(ctx, l)
-		return ferr == nil
-	})
-	if ferr != nil {
-		return ferr
+	var err error
+	if bs, ok := src.(batchSource); ok {
+		err = p.runBatches(ctx, bs)
+	} else {
+		var ferr error
+		err = src.Lines(ctx, func(l Line) bool {
+			ferr = p.Feed(ctx, l)
+			return ferr == nil
+		})
+		if ferr != nil {
+			return ferr
+		}
 	}
 	if err != nil {
 		return err
 	}
 	return p.Flush(context.WithoutCancel(ctx), time.Time{})
+}
+
+// Batches in flight between the reading goroutine and Run: one being
+// filled, runBatchQueue waiting, one being fed.
+const (
+	runBatchLines = 1024
+	runBatchQueue = 2
+)
+
+// lineBatch is a batch of lines with the parses made ahead of the
+// correlators.
+type lineBatch struct {
+	lines   []Line
+	by      []int8     // per line: the dialect that prepared it, or -1
+	prep    []Prepared // per dialect, nil for one without NewPrepared
+	lastP   string     // the program claimant last looked up, and its
+	lastIdx int        // dialect (a cache of the reading goroutine's)
+}
+
+func (p *Pipeline) newBatch() *lineBatch {
+	b := &lineBatch{
+		lines: make([]Line, 0, runBatchLines),
+		prep:  make([]Prepared, len(p.opt.Dialects)),
+	}
+	for i, d := range p.opt.Dialects {
+		if d.NewPrepared != nil && i < 127 {
+			b.prep[i] = d.NewPrepared(runBatchLines)
+			b.by = make([]int8, runBatchLines)
+		}
+	}
+	return b
+}
+
+// claimant is the dialect that Pipeline.dialectFor picks for a program
+// by name alone: the one --mta names, else the first that claims it; -1
+// for none. It is pure, for the reading goroutine.
+func (p *Pipeline) claimant(program string) int {
+	if p.fixed >= 0 {
+		return p.fixed
+	}
+	if program == "" {
+		return -1
+	}
+	for i, d := range p.opt.Dialects {
+		if d.Claims != nil && d.Claims(program) {
+			return i
+		}
+	}
+	return -1
+}
+
+// prepare parses b's lines with their dialects' pure parsers; it runs on
+// the reading goroutine.
+func (p *Pipeline) prepare(b *lineBatch) {
+	for k := range b.lines {
+		l := &b.lines[k]
+		b.by[k] = -1
+		if l.Program == "" {
+			continue
+		}
+		if l.Program != b.lastP {
+			b.lastP, b.lastIdx = l.Program, p.claimant(l.Program)
+		}
+		if i := b.lastIdx; i >= 0 && b.prep[i] != nil {
+			b.prep[i].Prepare(k, l)
+			b.by[k] = int8(i)
+		}
+	}
+}
+
+// runBatches reads src on a goroutine of its own and feeds its batches in
+// order. It returns the first error: the Handler's, else src's.
+func (p *Pipeline) runBatches(ctx context.Context, src batchSource) error {
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	const n = runBatchQueue + 2
+	full := make(chan *lineBatch, runBatchQueue)
+	free := make(chan *lineBatch, n)
+	for range n - 1 {
+		free <- p.newBatch()
+	}
+	preparing := false
+	for i, d := range p.opt.Dialects {
+		preparing = preparing || d.NewPrepared != nil && i < 127
+	}
+	var srcErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(full)
+		defer func() {
+			if r := recover(); r != nil {
+				srcErr = fmt.Errorf("mtalog: reading lines: panic: %v", r)
+			}
+		}()
+		cur := p.newBatch()
+		srcErr = src.batches(rctx, cur.lines, func(lines []Line) ([]Line, bool) {
+			cur.lines = lines
+			if preparing {
+				p.prepare(cur)
+			}
+			select {
+			case full <- cur:
+			case <-rctx.Done():
+				return nil, false
+			}
+			select {
+			case cur = <-free:
+				return cur.lines[:0], true
+			case <-rctx.Done():
+				return nil, false
+			}
+		})
+	}()
+	var ferr error
+	for b := range full {
+		for k := 0; k < len(b.lines) && ferr == nil; k++ {
+			ferr = p.feedPrepared(ctx, &b.lines[k], b, k)
+		}
+		if ferr != nil {
+			cancel() // the reader stops; drain what it sent
+		}
+		free <- b
+	}
+	<-done
+	if ferr != nil {
+		return ferr
+	}
+	return srcErr
 }
 
 // Stats returns a copy of the counters.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -119,6 +120,25 @@ func newLineReader(r io.Reader, opt ReaderOptions) *lineReader {
 	return &lineReader{r: r, opt: opt, size: size}
 }
 
+// appendBatch appends to b, up to its capacity, the lines read so far, or
+// when there are none the lines of the next read. It never waits for more
+// input once b holds a line, so a batch holds back no line a slow writer
+// (a pipe on standard input) has already written. It returns false at the
+// end of input when it appended nothing.
+func (lr *lineReader) appendBatch(b []Line) ([]Line, bool) {
+	for len(b) < cap(b) {
+		if len(b) > 0 && lr.cut == "" && lr.chunk == "" {
+			break
+		}
+		l, ok := lr.next()
+		if !ok {
+			return b, len(b) > 0
+		}
+		b = append(b, l)
+	}
+	return b, true
+}
+
 // next returns the next line, or false at the end of input (see err).
 func (lr *lineReader) next() (Line, bool) {
 	for {
@@ -129,7 +149,7 @@ func (lr *lineReader) next() (Line, bool) {
 		}
 		if lr.chunk != "" {
 			var raw string
-			nl := indexNL(lr.chunk)
+			nl := strings.IndexByte(lr.chunk, '\n')
 			if nl < 0 { // only at the final, unterminated line
 				raw, lr.chunk = lr.chunk, ""
 			} else {
@@ -231,40 +251,84 @@ func (lr *lineReader) emitCut(buf []byte) {
 	lr.cut = string(buf[:n])
 }
 
-func indexNL(s string) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' {
-			return i
-		}
-	}
-	return -1
+// batchSource is a Source that can also hand over its lines in batches, so
+// that the Pipeline reads, splits and parses them on a goroutine of its own
+// while it correlates the batch before. A batch never holds a line back
+// waiting for more input (see lineReader.appendBatch).
+type batchSource interface {
+	Source
+	// batches fills b (empty, with room for lines) and calls yield with it,
+	// in order, until the end of input; yield returns the next empty slice
+	// to fill, or false to stop.
+	batches(ctx context.Context, b []Line, yield func([]Line) ([]Line, bool)) error
 }
 
 // ReaderSource reads lines from r, gunzipping it when it is gzip data.
 func ReaderSource(r io.Reader, opt ReaderOptions) Source {
-	return SourceFunc(func(ctx context.Context, yield func(Line) bool) error {
-		zr, err := MaybeGunzip(r)
-		if err != nil {
-			return fmt.Errorf("%s: %w", opt.Origin, err)
+	return readerSource{r: r, opt: opt}
+}
+
+type readerSource struct {
+	r   io.Reader
+	opt ReaderOptions
+}
+
+var _ batchSource = readerSource{}
+
+func (s readerSource) open() (*lineReader, error) {
+	zr, err := MaybeGunzip(s.r)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.opt.Origin, err)
+	}
+	return newLineReader(zr, s.opt), nil
+}
+
+func (s readerSource) end(lr *lineReader) error {
+	if lr.err != nil && lr.err != io.EOF {
+		return fmt.Errorf("%s: %w", s.opt.Origin, lr.err)
+	}
+	return nil
+}
+
+// Lines reads r.
+func (s readerSource) Lines(ctx context.Context, yield func(Line) bool) error {
+	lr, err := s.open()
+	if err != nil {
+		return err
+	}
+	for n := 0; ; n++ {
+		if n&1023 == 0 && ctx.Err() != nil {
+			return ctx.Err()
 		}
-		lr := newLineReader(zr, opt)
-		for n := 0; ; n++ {
-			if n&1023 == 0 && ctx.Err() != nil {
-				return ctx.Err()
-			}
-			l, ok := lr.next()
-			if !ok {
-				break
-			}
-			if !yield(l) {
-				return nil
-			}
+		l, ok := lr.next()
+		if !ok {
+			break
 		}
-		if lr.err != nil && lr.err != io.EOF {
-			return fmt.Errorf("%s: %w", opt.Origin, lr.err)
+		if !yield(l) {
+			return nil
 		}
-		return nil
-	})
+	}
+	return s.end(lr)
+}
+
+func (s readerSource) batches(ctx context.Context, b []Line, yield func([]Line) ([]Line, bool)) error {
+	lr, err := s.open()
+	if err != nil {
+		return err
+	}
+	for {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var ok bool
+		if b, ok = lr.appendBatch(b[:0]); !ok {
+			break
+		}
+		if b, ok = yield(b); !ok {
+			return nil
+		}
+	}
+	return s.end(lr)
 }
 
 // FileSource reads the file at path (plain or gzip, detected by content);
@@ -312,6 +376,17 @@ func (f FileSource) Lines(ctx context.Context, yield func(Line) bool) error {
 	return ReaderSource(rc, f.opts(ref)).Lines(ctx, yield)
 }
 
+var _ batchSource = FileSource{}
+
+func (f FileSource) batches(ctx context.Context, b []Line, yield func([]Line) ([]Line, bool)) error {
+	rc, ref, err := f.open()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	return readerSource{r: rc, opt: f.opts(ref)}.batches(ctx, b, yield)
+}
+
 // Merge yields the lines of several files in time order: at each step the
 // earliest next line of any file, the first-named file winning ties. Lines
 // of one file keep their order. A rotated set (mail.log.2.gz mail.log.1
@@ -322,52 +397,84 @@ func Merge(files ...FileSource) Source {
 	if len(files) == 1 {
 		return files[0]
 	}
-	return SourceFunc(func(ctx context.Context, yield func(Line) bool) error {
-		type head struct {
-			lr   *lineReader
-			l    Line
-			ok   bool
-			name string
+	for _, f := range files {
+		if f.Path == "-" {
+			// Standard input may be a live pipe: a batch of merged lines
+			// would hold lines back, so no batches.
+			return SourceFunc(mergeSource(files).Lines)
 		}
-		heads := make([]*head, 0, len(files))
-		for _, f := range files {
-			rc, ref, err := f.open()
-			if err != nil {
-				return err
-			}
-			defer rc.Close()
-			zr, err := MaybeGunzip(rc)
-			if err != nil {
-				return fmt.Errorf("%s: %w", f.Path, err)
-			}
-			h := &head{lr: newLineReader(zr, f.opts(ref)), name: f.Path}
-			h.l, h.ok = h.lr.next()
-			heads = append(heads, h)
+	}
+	return mergeSource(files)
+}
+
+// mergeSource is Merge of several files.
+type mergeSource []FileSource
+
+var _ batchSource = mergeSource(nil)
+
+// batches collects the merged lines into batches; the files are all
+// regular files, read to their end, so a batch holds back no live line.
+func (files mergeSource) batches(ctx context.Context, b []Line, yield func([]Line) ([]Line, bool)) error {
+	more := true
+	err := files.Lines(ctx, func(l Line) bool {
+		b = append(b, l)
+		if len(b) == cap(b) {
+			b, more = yield(b)
 		}
-		for n := 0; ; n++ {
-			if n&1023 == 0 && ctx.Err() != nil {
-				return ctx.Err()
-			}
-			var best *head
-			for _, h := range heads {
-				if h.ok && (best == nil || h.l.Time.Before(best.l.Time)) {
-					best = h
-				}
-			}
-			if best == nil {
-				break
-			}
-			l := best.l
-			best.l, best.ok = best.lr.next()
-			if !yield(l) {
-				return nil
-			}
-		}
-		for _, h := range heads {
-			if h.lr.err != nil && h.lr.err != io.EOF {
-				return fmt.Errorf("%s: %w", h.name, h.lr.err)
-			}
-		}
-		return nil
+		return more
 	})
+	if err == nil && more && len(b) > 0 {
+		yield(b)
+	}
+	return err
+}
+
+// Lines yields the files' lines in time order.
+func (files mergeSource) Lines(ctx context.Context, yield func(Line) bool) error {
+	type head struct {
+		lr   *lineReader
+		l    Line
+		ok   bool
+		name string
+	}
+	heads := make([]*head, 0, len(files))
+	for _, f := range files {
+		rc, ref, err := f.open()
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		zr, err := MaybeGunzip(rc)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.Path, err)
+		}
+		h := &head{lr: newLineReader(zr, f.opts(ref)), name: f.Path}
+		h.l, h.ok = h.lr.next()
+		heads = append(heads, h)
+	}
+	for n := 0; ; n++ {
+		if n&1023 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var best *head
+		for _, h := range heads {
+			if h.ok && (best == nil || h.l.Time.Before(best.l.Time)) {
+				best = h
+			}
+		}
+		if best == nil {
+			break
+		}
+		l := best.l
+		best.l, best.ok = best.lr.next()
+		if !yield(l) {
+			return nil
+		}
+	}
+	for _, h := range heads {
+		if h.lr.err != nil && h.lr.err != io.EOF {
+			return fmt.Errorf("%s: %w", h.name, h.lr.err)
+		}
+	}
+	return nil
 }

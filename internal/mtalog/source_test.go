@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/smtplog/smtplog/internal/record"
 )
 
 func collect(t *testing.T, src Source) []Line {
@@ -91,3 +95,52 @@ func TestMissingFile(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestRunBatchesStopsOnHandlerError: when the Handler fails, Run (reading
+// on a goroutine of its own) returns its error and stops reading.
+func TestRunBatchesStopsOnHandlerError(t *testing.T) {
+	var b strings.Builder
+	for i := range 20000 {
+		fmt.Fprintf(&b, "Nov 28 00:00:%02d mx x[%d]: line\n", i%60, i)
+	}
+	path := filepath.Join(t.TempDir(), "mail.log")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	handled := 0
+	d := Dialect{
+		Name:   "x",
+		Claims: func(p string) bool { return p == "x" },
+		New: func(CorrelatorOptions) Correlator {
+			return correlatorFunc(func(l Line, emit func(*record.Record)) bool {
+				emit(&record.Record{Type: record.TypeMessage})
+				return true
+			})
+		},
+	}
+	p, err := NewPipeline(PipelineOptions{Dialects: []Dialect{d}, Handler: record.HandlerFunc(func(context.Context, *record.Record) error {
+		if handled++; handled == 3000 {
+			return boom
+		}
+		return nil
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st ReadStats
+	if err := p.Run(context.Background(), Merge(FileSource{Path: path, Stats: &st})); !errors.Is(err, boom) {
+		t.Fatalf("Run = %v, want the Handler's error", err)
+	}
+	if handled != 3000 || p.Stats().Lines != 3000 {
+		t.Errorf("handled %d records of %d lines after the error, want 3000", handled, p.Stats().Lines)
+	}
+	if st.Lines >= 20000 {
+		t.Errorf("read all %d lines after the Handler failed", st.Lines)
+	}
+}
+
+type correlatorFunc func(l Line, emit func(*record.Record)) bool
+
+func (f correlatorFunc) Feed(l Line, emit func(*record.Record)) bool { return f(l, emit) }
+func (f correlatorFunc) Flush(time.Time, func(*record.Record))       {}
