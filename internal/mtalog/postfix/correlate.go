@@ -17,6 +17,9 @@ func Dialect() mtalog.Dialect {
 		Name:   string(record.SourcePostfix),
 		Claims: Claims,
 		New:    func(o mtalog.CorrelatorOptions) mtalog.Correlator { return NewCorrelator(o) },
+		NewPrepared: func(n int) mtalog.Prepared {
+			return make(events, n)
+		},
 	}
 }
 
@@ -37,10 +40,11 @@ const (
 	FlagLocal = "local"
 )
 
-// Observer sees every line the correlator understood, with its parsed
-// Event, before the line is correlated. The Event's strings share the
-// line's memory: clone what is kept. Reports use it for the facts records
-// do not carry (warning, fatal and panic lines, master messages).
+// Observer sees the diagnostic lines the correlator understood (warning,
+// error, fatal and panic lines: Event.Level is set) and the master
+// daemon's, with their parsed Event, before they are correlated. The
+// Event's strings share the line's memory: clone what is kept. Reports use
+// it for the facts records do not carry.
 type Observer func(l *mtalog.Line, e *Event)
 
 type key struct {
@@ -150,33 +154,47 @@ func NewCorrelator(o mtalog.CorrelatorOptions) *Correlator {
 	}
 }
 
-// SetObserver makes fn see every line the correlator understands; nil
-// removes it.
+// SetObserver makes fn see the lines an Observer sees; nil removes it.
 func (c *Correlator) SetObserver(fn Observer) { c.observe = fn }
+
+var _ mtalog.PreparedFeeder = (*Correlator)(nil)
 
 // Feed consumes one line; see mtalog.Correlator.
 func (c *Correlator) Feed(l mtalog.Line, emit func(*record.Record)) bool {
+	e := Parse(l.Program, l.Message)
+	return c.feed(&l, &e, emit)
+}
+
+// FeedPrepared consumes a line parsed ahead (Dialect's NewPrepared); see
+// mtalog.PreparedFeeder.
+func (c *Correlator) FeedPrepared(l *mtalog.Line, p mtalog.Prepared, i int, emit func(*record.Record)) bool {
+	return c.feed(l, &p.(events)[i], emit)
+}
+
+// feed consumes l, parsed as e. Neither may escape: the observer is shown
+// copies.
+func (c *Correlator) feed(lp *mtalog.Line, e *Event, emit func(*record.Record)) bool {
+	l := *lp
 	c.seen(l.Time)
 	if l.Time.After(c.now) {
 		c.now = l.Time
 		c.expireLingering(emit)
 	}
-	e := Parse(l.Program, l.Message)
 	if e.Kind == KindUnknown {
 		return false
 	}
-	if c.observe != nil {
-		c.obsLine, c.obsEvent = l, e
+	if c.observe != nil && (e.Level != "" || e.Daemon == "master") {
+		c.obsLine, c.obsEvent = l, *e
 		c.observe(&c.obsLine, &c.obsEvent)
 		c.obsLine, c.obsEvent = mtalog.Line{}, Event{}
 	}
 	switch e.Kind {
 	case KindConnect:
-		c.connect(l, &e, emit)
+		c.connect(l, e, emit)
 	case KindDisconnect:
-		c.disconnect(l, &e, emit)
+		c.disconnect(l, e, emit)
 	case KindLost:
-		s := c.session(l, &e)
+		s := c.session(l, e)
 		s.rec.Reason = e.Text
 		switch {
 		case strings.HasPrefix(e.Text, "timeout"):
@@ -187,7 +205,7 @@ func (c *Correlator) Feed(l mtalog.Line, emit func(*record.Record)) bool {
 			s.rec.CloseReason = record.CloseClientLost
 		}
 	case KindTLSIn:
-		s := c.session(l, &e)
+		s := c.session(l, e)
 		s.rec.TLS = &record.TLS{Used: true, Version: c.strs.get(e.TLSVersion), Cipher: c.strs.get(e.TLSCipher), Trust: c.strs.get(e.TLSTrust)}
 	case KindTLSOut:
 		if len(c.outTLS) > 65536 {
@@ -199,15 +217,15 @@ func (c *Correlator) Feed(l mtalog.Line, emit func(*record.Record)) bool {
 			seen: l.Time,
 		}
 	case KindSASLFailed:
-		s := c.session(l, &e)
+		s := c.session(l, e)
 		s.rec.Auth = &record.Auth{Mechanism: c.strs.get(e.SASLMethod), Username: c.strs.get(e.SASLUser), Result: "failure"}
 		s.rec.Errors = appendBounded(s.rec.Errors, "SASL "+e.SASLMethod+" authentication failed: "+e.Text)
 	case KindClient:
-		c.client(l, &e)
+		c.client(l, e)
 	case KindReject, KindRejectWarning:
-		c.reject(l, &e, emit)
+		c.reject(l, e, emit)
 	case KindCheck:
-		c.check(l, &e, emit)
+		c.check(l, e, emit)
 	case KindMessageID:
 		m := c.message(l, e.QueueID, emit)
 		m.rec.MessageID = strings.Clone(e.MessageID)
@@ -238,7 +256,7 @@ func (c *Correlator) Feed(l mtalog.Line, emit func(*record.Record)) bool {
 			}
 		}
 	case KindDelivery:
-		c.delivery(l, &e, emit)
+		c.delivery(l, e, emit)
 	case KindNotification:
 		// The notification is queued before this line: link it to its origin.
 		n := c.message(l, e.NewQID, emit)
@@ -311,7 +329,7 @@ func (c *Correlator) connect(l mtalog.Line, e *Event, emit func(*record.Record))
 func sessionID(l mtalog.Line, seq uint64) string {
 	b := make([]byte, 0, 48)
 	b = append(b, "pf-"...)
-	b = l.Time.UTC().AppendFormat(b, "20060102T150405.000000")
+	b = appendStamp(b, l.Time.UTC())
 	b = append(b, '-')
 	b = append(b, l.Host...)
 	b = append(b, '-')
@@ -319,6 +337,37 @@ func sessionID(l mtalog.Line, seq uint64) string {
 	b = append(b, '-')
 	b = strconv.AppendUint(b, seq, 10)
 	return string(b)
+}
+
+// appendStamp appends t as "20060102T150405.000000" without the cost of
+// a layout.
+func appendStamp(b []byte, t time.Time) []byte {
+	y, mo, d := t.Date()
+	if y < 0 || y > 9999 {
+		return t.AppendFormat(b, "20060102T150405.000000")
+	}
+	h, mi, sec := t.Clock()
+	b = appendDigits(b, y, 4)
+	b = appendDigits(b, int(mo), 2)
+	b = appendDigits(b, d, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, h, 2)
+	b = appendDigits(b, mi, 2)
+	b = appendDigits(b, sec, 2)
+	b = append(b, '.')
+	return appendDigits(b, t.Nanosecond()/1000, 6)
+}
+
+// appendDigits appends the last n decimal digits of v >= 0, zero-padded.
+func appendDigits(b []byte, v, n int) []byte {
+	for i := n - 1; i >= 0; i-- {
+		b = append(b, 0)
+	}
+	for i := len(b) - 1; i >= len(b)-n; i-- {
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return b
 }
 
 func (c *Correlator) disconnect(l mtalog.Line, e *Event, emit func(*record.Record)) {

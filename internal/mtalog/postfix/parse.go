@@ -139,18 +139,25 @@ func IsQueueID(s string) bool {
 // Parse parses the message of a Postfix log line from the given program.
 // It never panics; a line it does not know is KindUnknown.
 func Parse(program, msg string) Event {
-	e := Event{Daemon: Daemon(program)}
+	var e Event
+	parseInto(&e, program, msg)
+	return e
+}
+
+// parseInto is Parse into *e, which it overwrites.
+func parseInto(e *Event, program, msg string) {
+	*e = Event{Daemon: Daemon(program)}
 	// Diagnostics first: "warning: …" etc. A few warnings carry events.
 	for _, lv := range [...]string{"warning: ", "error: ", "fatal: ", "panic: "} {
 		if strings.HasPrefix(msg, lv) {
 			e.Level = lv[:len(lv)-2]
 			body := msg[len(lv):]
-			if e.Level == "warning" && parseSASLFailed(&e, body) {
-				return e
+			if e.Level == "warning" && parseSASLFailed(e, body) {
+				return
 			}
 			e.Kind = KindDiagnostic
 			e.Text = body
-			return e
+			return
 		}
 	}
 	rest := msg
@@ -161,17 +168,24 @@ func Parse(program, msg string) Event {
 				e.QueueID = id
 			}
 			rest = msg[c+2:]
-			parseQueued(&e, rest)
+			parseQueued(e, rest)
 			if e.Kind != KindUnknown {
-				return e
+				return
 			}
 			e.QueueID = ""
 			rest = msg
 		}
 	}
-	parseUnqueued(&e, rest)
-	return e
+	parseUnqueued(e, rest)
 }
+
+// events holds the parses of a batch of lines (mtalog.Prepared).
+type events []Event
+
+var _ mtalog.Prepared = events(nil)
+
+// Prepare parses l into e[i].
+func (e events) Prepare(i int, l *mtalog.Line) { parseInto(&e[i], l.Program, l.Message) }
 
 // parseQueued handles the text after "QID: " or "NOQUEUE: ".
 func parseQueued(e *Event, s string) {
