@@ -485,7 +485,7 @@ func (a *Aggregator) deferred(r *record.Record, d *record.Delivery) {
 		s.delayMax = max(s.delayMax, d.DelayS)
 	}
 	code, enh := deliveryCodes(d)
-	a.reason(&a.deferrals, "", code, enh, failureReason(d.SMTPResponse), domainOf(normAddr(d.Rcpt)))
+	a.failure(&a.deferrals, "", code, enh, d.SMTPResponse, domainOf(normAddr(d.Rcpt)))
 	a.code(4, enh, d.SMTPResponse)
 	a.relay(d, func(m *mxStat) { m.deferred++ })
 }
@@ -497,7 +497,7 @@ func (a *Aggregator) bounced(r *record.Record, d *record.Delivery) {
 		s.bounced++
 	}
 	code, enh := deliveryCodes(d)
-	a.reason(&a.bounces, relayHost(d.Relay), code, enh, failureReason(d.SMTPResponse), normAddr(d.Rcpt))
+	a.failure(&a.bounces, relayHost(d.Relay), code, enh, d.SMTPResponse, normAddr(d.Rcpt))
 	a.code(5, enh, d.SMTPResponse)
 	a.relay(d, func(m *mxStat) { m.bounced++ })
 }
@@ -560,7 +560,7 @@ func (a *Aggregator) rejections(r *record.Record) {
 		a.totals.Rejected++
 		a.count(r.Timestamp, func(c *Counts) { c.Rejected++ })
 		code, enh := mtalog.ReplyCodes(resp)
-		a.reason(&a.rejects, st, code, enh, failureReason(resp), key)
+		a.failure(&a.rejects, st, code, enh, resp, key)
 		if code >= 400 {
 			a.code(code/100, enh, resp)
 		}
@@ -609,7 +609,7 @@ func (a *Aggregator) checks(anomalies []string) {
 			rest := an[len("reject_warning: "):]
 			stage, reply, _ := strings.Cut(rest, ": ")
 			code, enh := mtalog.ReplyCodes(reply)
-			a.reason(&a.warnings, stage, code, enh, failureReason(reply), "")
+			a.failure(&a.warnings, stage, code, enh, reply, "")
 		case strings.HasPrefix(an, "warning: header "), strings.HasPrefix(an, "warning: body "):
 			a.totals.RejectWarnings++
 			rest := an[len("warning: "):]
@@ -636,15 +636,36 @@ func (a *Aggregator) session(r *record.Record) {
 }
 
 func (a *Aggregator) reason(t *table[reasonStat], group string, code int, enh, reason, key string) {
+	start := a.reasonKey(group, code, enh)
+	a.key = append(a.key, reason...)
+	a.addReason(t, group, code, enh, start, key)
+}
+
+// failure is reason with failureReason(reply), built in the key buffer.
+func (a *Aggregator) failure(t *table[reasonStat], group string, code int, enh, reply, key string) {
+	start := a.reasonKey(group, code, enh)
+	a.key = appendFailureReason(a.key, reply)
+	a.addReason(t, group, code, enh, start, key)
+}
+
+// reasonKey starts a reason's table key in a.key and returns where the
+// reason is to be appended.
+func (a *Aggregator) reasonKey(group string, code int, enh string) int {
 	a.key = append(append(a.key[:0], group...), 0)
 	a.key = append(strconv.AppendInt(a.key, int64(code), 10), 0)
-	a.key = append(append(append(a.key, enh...), 0), reason...)
+	a.key = append(append(a.key, enh...), 0)
+	return len(a.key)
+}
+
+// addReason counts the reason whose key is in a.key, the reason itself
+// from start on.
+func (a *Aggregator) addReason(t *table[reasonStat], group string, code int, enh string, start int, key string) {
 	s, isNew := t.getBytes(a.key)
 	if s == nil {
 		return
 	}
 	if isNew {
-		*s = reasonStat{group: strings.Clone(group), code: code, enh: strings.Clone(enh), reason: strings.Clone(reason), top: newTable[int64](maxTopPerGroup)}
+		*s = reasonStat{group: strings.Clone(group), code: code, enh: strings.Clone(enh), reason: string(a.key[start:]), top: newTable[int64](maxTopPerGroup)}
 	}
 	s.count++
 	if key != "" {
@@ -658,6 +679,11 @@ func (a *Aggregator) reason(t *table[reasonStat], group string, code int, enh, r
 // remote server's words without "host … said:", the reply code, the
 // enhanced code, and an address in angle brackets that leads the text.
 func failureReason(s string) string {
+	return string(appendFailureReason(nil, s))
+}
+
+// appendFailureReason appends failureReason(s) to dst.
+func appendFailureReason(dst []byte, s string) []byte {
 	if i := strings.Index(s, " said: "); i >= 0 {
 		s = s[i+len(" said: "):]
 	}
@@ -673,9 +699,10 @@ func failureReason(s string) string {
 		}
 	}
 	if !strings.Contains(s, "/") && len(s) <= 160 {
-		return s
+		return append(dst, s...)
 	}
-	return trim(maskPaths(s), 160)
+	start := len(dst)
+	return appendTrimmed(appendMaskPaths(dst, s), start, 160)
 }
 
 // maskPaths replaces the digits in words that hold a "/" (file names with
