@@ -61,7 +61,9 @@ const MaxRawSize = 1 << 30
 // CaptureOptions configures capture storage.
 type CaptureOptions struct {
 	// Keep is how many messages are kept, the newest; 0 means
-	// DefaultCaptureKeep, a negative number no limit.
+	// DefaultCaptureKeep, a negative number no limit. Up to Keep/16 more
+	// may be kept for a moment: retention deletes down to Keep once that
+	// many more have arrived.
 	Keep int
 	// MaxAge deletes messages older than this as new ones arrive; 0: no
 	// limit.
@@ -77,6 +79,9 @@ type Capture struct {
 	opts CaptureOptions
 	enc  *zstd.Encoder
 	dec  *zstd.Decoder
+	// prep are statements prepared on the writer's connection, by their
+	// SQL (see rawPrepared); read-only after NewCapture.
+	prep map[string]*sql.Stmt
 
 	mu       sync.Mutex
 	pending  []*rawPut
@@ -126,13 +131,104 @@ func NewCapture(s *Store, opts CaptureOptions) (*Capture, error) {
 		enc.Close()
 		return nil, fmt.Errorf("store: zstd: %w", err)
 	}
-	return &Capture{s: s, opts: opts, enc: enc, dec: dec}, nil
+	c := &Capture{s: s, opts: opts, enc: enc, dec: dec}
+	if err := c.prepare(context.Background()); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
-// Close releases the compressors. It does not close the Store.
+// Close releases the compressors and prepared statements. It does not
+// close the Store.
 func (c *Capture) Close() error {
+	for _, st := range c.prep {
+		st.Close()
+	}
 	c.dec.Close()
 	return c.enc.Close()
+}
+
+// The statements of capture retention, which runs in every commit that
+// brings messages while more than Keep are kept: parsing them each time
+// cost more than running them, so they are prepared once, on the writer's
+// connection, after its temporary tables exist.
+var (
+	rawTempTables = []string{
+		`CREATE TEMP TABLE IF NOT EXISTS raw_doomed (queue_id TEXT PRIMARY KEY)`,
+		`CREATE TEMP TABLE IF NOT EXISTS raw_doomed_records (id INTEGER PRIMARY KEY, session_id TEXT)`,
+	}
+	rawKeepCut   = `SELECT id FROM raw_messages ORDER BY id DESC LIMIT 1 OFFSET ?`
+	rawAgeCheck  = `SELECT 1 FROM raw_messages WHERE ts < ? LIMIT 1`
+	rawDoomByID  = `INSERT OR IGNORE INTO raw_doomed SELECT queue_id FROM raw_messages WHERE id <= ?`
+	rawDoomByAge = `INSERT OR IGNORE INTO raw_doomed SELECT queue_id FROM raw_messages WHERE ts < ?`
+	rawPutSQL    = `INSERT INTO raw_messages (queue_id, ts, size, codec, data) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (queue_id) DO UPDATE SET ts = excluded.ts, size = excluded.size, codec = excluded.codec, data = excluded.data`
+	rawDoomedClear = []string{`DELETE FROM raw_doomed`, `DELETE FROM raw_doomed_records`}
+	rawDeletes     = []string{
+		`INSERT OR IGNORE INTO raw_doomed_records SELECT id, session_id FROM records
+			WHERE queue_id IN (SELECT queue_id FROM raw_doomed) AND type = 'message'`,
+		// Session records whose every message goes.
+		`INSERT OR IGNORE INTO raw_doomed_records SELECT s.id, s.session_id FROM records s
+			WHERE s.session_id IN (SELECT session_id FROM raw_doomed_records WHERE session_id IS NOT NULL)
+			AND s.type = 'session'
+			AND NOT EXISTS (SELECT 1 FROM records m WHERE m.session_id = s.session_id AND m.type = 'message'
+				AND m.id NOT IN (SELECT id FROM raw_doomed_records))`,
+		// The same child tables as deleteOldest.
+		`DELETE FROM rcpts WHERE record_id IN (SELECT id FROM raw_doomed_records)`,
+		`DELETE FROM rejected WHERE record_id IN (SELECT id FROM raw_doomed_records)`,
+		`DELETE FROM deliveries WHERE record_id IN (SELECT id FROM raw_doomed_records)`,
+		`DELETE FROM codes WHERE record_id IN (SELECT id FROM raw_doomed_records)`,
+		`DELETE FROM transcripts WHERE record_id IN (SELECT id FROM raw_doomed_records)`,
+		`DELETE FROM fts WHERE rowid IN (SELECT id FROM raw_doomed_records)`,
+		`DELETE FROM records WHERE id IN (SELECT id FROM raw_doomed_records)`,
+		`DELETE FROM raw_messages WHERE queue_id IN (SELECT queue_id FROM raw_doomed)`,
+	}
+)
+
+func rawPrepared() []string {
+	q := append([]string{rawKeepCut, rawAgeCheck, rawDoomByID, rawDoomByAge, rawPutSQL}, rawTempTables...)
+	q = append(q, rawDoomedClear...)
+	return append(q, rawDeletes...)
+}
+
+func (c *Capture) prepare(ctx context.Context) error {
+	if err := c.s.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		for _, q := range rawTempTables {
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("store: capture tables: %w", err)
+	}
+	c.prep = map[string]*sql.Stmt{}
+	for _, q := range rawPrepared() {
+		st, err := c.s.w.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("store: prepare capture statement: %w", err)
+		}
+		c.prep[q] = st
+	}
+	return nil
+}
+
+// exec runs q in tx, prepared when it is one of rawPrepared. (Should the
+// writer's connection ever be replaced, database/sql prepares again on the
+// new one; deleteRaw creates the temporary tables first, so that works.)
+func (c *Capture) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	if st := c.prep[q]; st != nil {
+		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, q, args...)
+}
+
+func (c *Capture) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) *sql.Row {
+	if st := c.prep[q]; st != nil {
+		return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
+	return tx.QueryRowContext(ctx, q, args...)
 }
 
 // Bounds of the bytes Park holds.
@@ -242,7 +338,7 @@ func insertRaw(ctx context.Context, tx *sql.Tx, batch []*item) error {
 			if p == nil {
 				continue
 			}
-			if err := putRaw(ctx, tx, p); err != nil {
+			if err := p.c.putRaw(ctx, tx, p); err != nil {
 				return err
 			}
 			seen := false
@@ -262,10 +358,8 @@ func insertRaw(ctx context.Context, tx *sql.Tx, batch []*item) error {
 	return nil
 }
 
-func putRaw(ctx context.Context, tx *sql.Tx, p *rawPut) error {
-	if _, err := tx.ExecContext(ctx, `INSERT INTO raw_messages (queue_id, ts, size, codec, data) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (queue_id) DO UPDATE SET ts = excluded.ts, size = excluded.size, codec = excluded.codec, data = excluded.data`,
-		p.queueID, p.ts, p.size, codecZstd, p.data); err != nil {
+func (c *Capture) putRaw(ctx context.Context, tx *sql.Tx, p *rawPut) error {
+	if _, err := c.exec(ctx, tx, rawPutSQL, p.queueID, p.ts, p.size, codecZstd, p.data); err != nil {
 		return fmt.Errorf("store: put raw message: %w", err)
 	}
 	return nil
@@ -305,7 +399,7 @@ func (c *Capture) commit(ctx context.Context) {
 	c.mu.Unlock()
 	err := c.s.do(context.WithoutCancel(ctx), func(ctx context.Context, tx *sql.Tx) error {
 		for _, p := range batch {
-			if err := putRaw(ctx, tx, p); err != nil {
+			if err := c.putRaw(ctx, tx, p); err != nil {
 				return err
 			}
 		}
@@ -323,16 +417,27 @@ func (c *Capture) commit(ctx context.Context) {
 	c.mu.Unlock()
 }
 
+// keepSlack is how many messages beyond Keep capture retention lets
+// arrive before it deletes the oldest down to Keep: a sixteenth of Keep
+// (none below 16), so that the cost of a deletion (a dozen statements,
+// and the pages it dirties at the old end of every table) is shared by
+// many messages instead of paid by each.
+func keepSlack(keep int) int { return keep / 16 }
+
 // retain applies capture retention inside tx.
 func (c *Capture) retain(ctx context.Context, tx *sql.Tx) error {
-	var where []string
-	var args []any
+	var doom []func(ctx context.Context, tx *sql.Tx) (sql.Result, error)
 	if c.opts.Keep > 0 {
 		var cut int64
-		err := tx.QueryRowContext(ctx, `SELECT id FROM raw_messages ORDER BY id DESC LIMIT 1 OFFSET ?`, c.opts.Keep).Scan(&cut)
+		err := c.queryRow(ctx, tx, rawKeepCut, c.opts.Keep+keepSlack(c.opts.Keep)).Scan(&cut)
+		if err == nil && keepSlack(c.opts.Keep) > 0 {
+			err = c.queryRow(ctx, tx, rawKeepCut, c.opts.Keep).Scan(&cut)
+		}
 		switch {
 		case err == nil:
-			where, args = append(where, "id <= ?"), append(args, cut)
+			doom = append(doom, func(ctx context.Context, tx *sql.Tx) (sql.Result, error) {
+				return c.exec(ctx, tx, rawDoomByID, cut)
+			})
 		case !errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("store: capture retention: %w", err)
 		}
@@ -340,63 +445,58 @@ func (c *Capture) retain(ctx context.Context, tx *sql.Tx) error {
 	if c.opts.MaxAge > 0 {
 		cut := unixNano(c.s.opts.Now().Add(-c.opts.MaxAge))
 		var one int
-		err := tx.QueryRowContext(ctx, `SELECT 1 FROM raw_messages WHERE ts < ? LIMIT 1`, cut).Scan(&one)
+		err := c.queryRow(ctx, tx, rawAgeCheck, cut).Scan(&one)
 		switch {
 		case err == nil:
-			where, args = append(where, "ts < ?"), append(args, cut)
+			doom = append(doom, func(ctx context.Context, tx *sql.Tx) (sql.Result, error) {
+				return c.exec(ctx, tx, rawDoomByAge, cut)
+			})
 		case !errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("store: capture retention: %w", err)
 		}
 	}
-	if len(where) == 0 {
+	if len(doom) == 0 {
 		return nil
 	}
-	_, err := deleteRaw(ctx, tx, `SELECT queue_id FROM raw_messages WHERE `+strings.Join(where, " OR "), args...)
+	_, err := c.deleteRaw(ctx, tx, doom...)
 	return err
 }
 
-// deleteRaw deletes the raw messages whose queue IDs sel selects, their
-// message records with the records' child rows, and the session records
-// left with no message. It returns how many raw messages it deleted.
-func deleteRaw(ctx context.Context, tx *sql.Tx, sel string, args ...any) (int64, error) {
-	for _, q := range []string{
-		`CREATE TEMP TABLE IF NOT EXISTS raw_doomed (queue_id TEXT PRIMARY KEY)`,
-		`CREATE TEMP TABLE IF NOT EXISTS raw_doomed_records (id INTEGER PRIMARY KEY, session_id TEXT)`,
-		`DELETE FROM raw_doomed`,
-		`DELETE FROM raw_doomed_records`,
-	} {
-		if _, err := tx.ExecContext(ctx, q); err != nil {
+// doomSel returns a doom step that runs INSERT OR IGNORE INTO raw_doomed
+// sel: sel selects queue IDs.
+func (c *Capture) doomSel(sel string, args ...any) func(ctx context.Context, tx *sql.Tx) (sql.Result, error) {
+	return func(ctx context.Context, tx *sql.Tx) (sql.Result, error) {
+		return c.exec(ctx, tx, `INSERT OR IGNORE INTO raw_doomed `+sel, args...)
+	}
+}
+
+// deleteRaw deletes the raw messages whose queue IDs the doom steps put
+// into raw_doomed, their message records with the records' child rows,
+// and the session records left with no message. It returns how many raw
+// messages it deleted.
+func (c *Capture) deleteRaw(ctx context.Context, tx *sql.Tx, doom ...func(ctx context.Context, tx *sql.Tx) (sql.Result, error)) (int64, error) {
+	for _, q := range append(rawTempTables[:len(rawTempTables):len(rawTempTables)], rawDoomedClear...) {
+		if _, err := c.exec(ctx, tx, q); err != nil {
 			return 0, fmt.Errorf("store: delete raw messages: %w", err)
 		}
 	}
-	res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO raw_doomed `+sel, args...)
-	if err != nil {
-		return 0, fmt.Errorf("store: delete raw messages: %w", err)
+	var n int64
+	for _, d := range doom {
+		res, err := d(ctx, tx)
+		if err != nil {
+			return 0, fmt.Errorf("store: delete raw messages: %w", err)
+		}
+		k, err := res.RowsAffected()
+		if err != nil {
+			return 0, fmt.Errorf("store: delete raw messages: %w", err)
+		}
+		n += k
 	}
-	n, err := res.RowsAffected()
-	if err != nil || n == 0 {
-		return 0, err
+	if n == 0 {
+		return 0, nil
 	}
-	for _, q := range []string{
-		`INSERT OR IGNORE INTO raw_doomed_records SELECT id, session_id FROM records
-			WHERE queue_id IN (SELECT queue_id FROM raw_doomed) AND type = 'message'`,
-		// Session records whose every message goes.
-		`INSERT OR IGNORE INTO raw_doomed_records SELECT s.id, s.session_id FROM records s
-			WHERE s.session_id IN (SELECT session_id FROM raw_doomed_records WHERE session_id IS NOT NULL)
-			AND s.type = 'session'
-			AND NOT EXISTS (SELECT 1 FROM records m WHERE m.session_id = s.session_id AND m.type = 'message'
-				AND m.id NOT IN (SELECT id FROM raw_doomed_records))`,
-		// The same child tables as deleteOldest.
-		`DELETE FROM rcpts WHERE record_id IN (SELECT id FROM raw_doomed_records)`,
-		`DELETE FROM rejected WHERE record_id IN (SELECT id FROM raw_doomed_records)`,
-		`DELETE FROM deliveries WHERE record_id IN (SELECT id FROM raw_doomed_records)`,
-		`DELETE FROM codes WHERE record_id IN (SELECT id FROM raw_doomed_records)`,
-		`DELETE FROM transcripts WHERE record_id IN (SELECT id FROM raw_doomed_records)`,
-		`DELETE FROM fts WHERE rowid IN (SELECT id FROM raw_doomed_records)`,
-		`DELETE FROM records WHERE id IN (SELECT id FROM raw_doomed_records)`,
-		`DELETE FROM raw_messages WHERE queue_id IN (SELECT queue_id FROM raw_doomed)`,
-	} {
-		if _, err := tx.ExecContext(ctx, q); err != nil {
+	for _, q := range rawDeletes {
+		if _, err := c.exec(ctx, tx, q); err != nil {
 			return 0, fmt.Errorf("store: delete raw messages: %w", err)
 		}
 	}
@@ -562,7 +662,7 @@ func (c *Capture) Delete(ctx context.Context, queueIDs ...string) (int64, error)
 				args[i] = q
 			}
 			queueIDs = queueIDs[k:]
-			d, err := deleteRaw(ctx, tx, `SELECT queue_id FROM raw_messages WHERE queue_id IN (?`+strings.Repeat(", ?", k-1)+`)`, args...)
+			d, err := c.deleteRaw(ctx, tx, c.doomSel(`SELECT queue_id FROM raw_messages WHERE queue_id IN (?`+strings.Repeat(", ?", k-1)+`)`, args...))
 			if err != nil {
 				return err
 			}
@@ -580,7 +680,7 @@ func (c *Capture) DeleteAll(ctx context.Context) (int64, error) {
 		var d int64
 		err := c.s.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			var err error
-			d, err = deleteRaw(ctx, tx, `SELECT queue_id FROM raw_messages ORDER BY id LIMIT 2000`)
+			d, err = c.deleteRaw(ctx, tx, c.doomSel(`SELECT queue_id FROM raw_messages ORDER BY id LIMIT 2000`))
 			return err
 		})
 		n += d

@@ -112,6 +112,31 @@ func TestRawRetentionNewestN(t *testing.T) {
 	}
 }
 
+// With Keep of 32, retention lets two more arrive (the slack, Keep/16)
+// and then deletes the oldest down to 32, records with them.
+func TestRawRetentionSlack(t *testing.T) {
+	s := openTest(t, "", Options{})
+	c := openCapture(t, s, CaptureOptions{Keep: 32})
+	for i := range 34 {
+		captured(t, s, c, fmt.Sprintf("Q%02d", i), t0.Add(time.Duration(i)*time.Second), []byte("x"))
+	}
+	if n := countRows(t, s, "raw_messages"); n != 34 {
+		t.Fatalf("%d kept within the slack, want 34", n)
+	}
+	captured(t, s, c, "Q34", t0.Add(34*time.Second), []byte("x"))
+	ms, total, _, err := c.List(context.Background(), 0, 100)
+	if err != nil || total != 32 || ms[0].QueueID != "Q34" || ms[31].QueueID != "Q03" {
+		t.Fatalf("kept %d (%v), newest %s oldest %s", total, err, ms[0].QueueID, ms[len(ms)-1].QueueID)
+	}
+	// Q00 to Q02 went with their records and sessions.
+	if n := countRows(t, s, "records WHERE type = 'message'"); n != 32 {
+		t.Errorf("%d message records, want 32", n)
+	}
+	if n := countRows(t, s, "records WHERE type = 'session'"); n != 32 {
+		t.Errorf("%d session records, want 32", n)
+	}
+}
+
 func TestRawRetentionMaxAge(t *testing.T) {
 	now := t0
 	s := openTest(t, "", Options{Now: func() time.Time { return now }})
