@@ -448,7 +448,11 @@ func countLines(path string) int {
 func followArgs(dir string) []string {
 	return []string{"ingest", "--follow", "--progress", "never", "--checkpoint-dir", filepath.Join(dir, "state"),
 		"--out", filepath.Join(dir, "out.jsonl"), "--unparsed", filepath.Join(dir, "unparsed.txt"),
-		"--poll-interval", "20ms", "--flush-every", "50ms", filepath.Join(dir, "mail.log")}
+		"--poll-interval", "20ms", "--flush-every", "50ms",
+		// The fixture's lines are from late November 2026: no wall-clock
+		// idle flush, whatever the date, so that the output is that of
+		// one pass without flushes.
+		"--flush-after", "100000h", filepath.Join(dir, "mail.log")}
 }
 
 // follower is one run of `smtplog ingest --follow`, in-process or a child
