@@ -319,7 +319,13 @@ func (p *Pipeline) feedPrepared(ctx context.Context, l *Line, b *lineBatch, k in
 	}
 	ok := false
 	if l.Program != "" {
-		if i := p.dialectFor(l); i >= 0 {
+		i := -1
+		if b != nil && k < len(b.by) && b.by[k] >= 0 {
+			i = int(b.by[k]) // the claimant, which dialectFor would pick
+		} else {
+			i = p.dialectFor(l)
+		}
+		if i >= 0 {
 			if b != nil && k < len(b.by) && int(b.by[k]) == i {
 				ok = p.correlator(i).(PreparedFeeder).FeedPrepared(l, b.prep[i], k, p.emit)
 			} else {
