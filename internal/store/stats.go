@@ -195,11 +195,13 @@ func (s *Store) scanSpans(ctx context.Context, lo, bucket int64, spans [][2]int6
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	total := newAgg()
-	for _, a := range aggs {
-		if a != nil {
-			total.add(a, nil)
-		}
+	// The roll-ups' sums are the largest: add the scans to them.
+	total := aggs[len(aggs)-1]
+	if total == nil {
+		total = newAgg()
+	}
+	for _, a := range aggs[:len(aggs)-1] {
+		total.add(a, nil)
 	}
 	return total, nil
 }
@@ -287,36 +289,50 @@ func scanRcptsQ(ctx context.Context, q querier, p *partial, a, b int64) error {
 // top returns the TopN addresses and domains of counts.
 func top(counts map[string]int64) (addrs, domains []Count) {
 	doms := map[string]int64{}
+	var t topN
 	for a, n := range counts {
 		if n == 0 {
 			continue
 		}
-		addrs = append(addrs, Count{a, n})
+		t.offer(Count{a, n})
 		if d := query.Domain(a); d != "" {
 			doms[d] += n
 		}
 	}
+	var td topN
 	for d, n := range doms {
-		domains = append(domains, Count{d, n})
+		td.offer(Count{d, n})
 	}
-	return sortCounts(addrs, TopN), sortCounts(domains, TopN)
+	return t.c, td.c
+}
+
+// topN keeps the TopN greatest counts offered, in sortCounts' order,
+// without sorting them all.
+type topN struct{ c []Count }
+
+func before(a, b Count) bool { return a.N > b.N || a.N == b.N && a.Key < b.Key }
+
+func (t *topN) offer(x Count) {
+	if len(t.c) == TopN && !before(x, t.c[TopN-1]) {
+		return
+	}
+	i := sort.Search(len(t.c), func(i int) bool { return before(x, t.c[i]) })
+	if len(t.c) < TopN {
+		t.c = append(t.c, Count{})
+	}
+	copy(t.c[i+1:], t.c[i:])
+	t.c[i] = x
 }
 
 // sortCounts sorts by count, then key, and keeps the first n.
 func sortCounts(c []Count, n int) []Count {
-	sort.Slice(c, func(i, j int) bool {
-		if c[i].N != c[j].N {
-			return c[i].N > c[j].N
-		}
-		return c[i].Key < c[j].Key
-	})
+	sort.Slice(c, func(i, j int) bool { return before(c[i], c[j]) })
 	if len(c) > n {
 		c = c[:n]
 	}
 	return c
 }
 
-// latencies summarises a multiset of latencies: value -> how many.
 func latencies(m map[float64]int64) Latency {
 	vals := make([]float64, 0, len(m))
 	var total int64

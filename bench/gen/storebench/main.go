@@ -221,11 +221,12 @@ func run() error {
 	p50, p99 = pct(lat)
 	fmt.Printf("search status:deferred + free text over one day, first 50: p50 %s p99 %s (%d searches)\n", p50, p99, len(lat))
 
-	// Dashboard aggregates over 24 hours, hourly buckets.
+	// Dashboard aggregates over 24 hours, hourly buckets, the start
+	// aligned to the bucket as the HTTP API aligns it.
 	lat = lat[:0]
 	var msgs int64
 	for i := 0; i < 20; i++ {
-		from := start.Add(time.Duration(rng.Int64N(int64(span - 24*time.Hour + 1))))
+		from := start.Add(time.Duration(rng.Int64N(int64(span - 24*time.Hour + 1)))).Truncate(time.Hour)
 		t := time.Now()
 		st, err := s.Stats(ctx, from, from.Add(24*time.Hour), time.Hour)
 		lat = append(lat, time.Since(t))
