@@ -23,6 +23,7 @@ func newServeCmd(e *env) *cobra.Command {
 		up       upstreamFlags
 		domains  []string
 		logLevel string
+		cpuProf  string
 		sf       smtpFlags
 		of       outputFlags
 		ingest   []string
@@ -43,6 +44,14 @@ logging relay; the web UI and API on http://127.0.0.1:8025; records kept in
 ./smtplog.db (SQLite). One record per message and per session goes to the
 store, to live viewers, and to --log-file when one is given.
 
+A message is acknowledged (250) only once its record (and in capture mode
+its bytes) has committed to the store. The relay commits with
+--store-sync FULL by default: an fsync per commit, so an acknowledged
+record survives a power loss. Capture mode, a development tool, commits
+with --store-sync NORMAL by default: an acknowledged message survives a
+crash of smtplog, but the last ones may be lost to a power loss or a crash
+of the machine; give --store-sync FULL to keep them too.
+
 With --ingest FILE (repeatable) serve also follows MTA log files like
 tail -F, from their end at start (for what they already hold, and for
 restarts without losing or repeating a record, use smtplog ingest --follow
@@ -60,6 +69,13 @@ incomplete.`,
 			log, err := operatorLogger(e, logLevel)
 			if err != nil {
 				return exitError{code: 2, msg: err.Error()}
+			}
+			if cpuProf != "" {
+				stop, err := startCPUProfile(cpuProf)
+				if err != nil {
+					return exitError{code: 1, msg: err.Error()}
+				}
+				defer stop()
 			}
 			scfgs, err := parseSyslogURLs(syslogs)
 			if err != nil {
@@ -100,7 +116,7 @@ incomplete.`,
 			// Records go to the store (then to live viewers), and to a log
 			// file when one is asked for.
 			ctx := cmd.Context()
-			st, err := stf.open(ctx, log)
+			st, err := stf.open(ctx, log, up.addr == "")
 			if err != nil {
 				return exitError{code: 1, msg: err.Error()}
 			}
@@ -122,7 +138,13 @@ incomplete.`,
 				defer out.Close()
 				extra = append(extra, out)
 			}
-			handler := outputs(st, hub, extra...)
+			// In capture mode a session record rides in the commit of the
+			// next message record rather than paying for one of its own.
+			var toStore record.Handler = st
+			if up.addr == "" {
+				toStore = capture.NewSessionBatcher(st, 0)
+			}
+			handler := outputs(toStore, hub, extra...)
 			var routes []web.Route
 			if up.addr == "" {
 				cp, err := cf.open(st, handler, log)
@@ -177,6 +199,8 @@ incomplete.`,
 	up.register(fs, "upstream", "relay to this MTA (HOST:PORT) instead of capturing")
 	fs.StringSliceVar(&domains, "accept-domain", nil, "capture mode: accept only these recipient domains (repeatable)")
 	fs.StringVar(&logLevel, "log-level", "info", "operator log level on standard error: debug, info, warn, error")
+	fs.StringVar(&cpuProf, "cpu-profile", "", "write a Go CPU profile to this file until exit (for performance work)")
+	_ = fs.MarkHidden("cpu-profile")
 	fs.StringArrayVar(&ingest, "ingest", nil, "follow this MTA log file from its end (repeatable)")
 	fs.StringArrayVar(&syslogs, "syslog", nil, "receive MTA logs over syslog: udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT?cert=FILE&key=FILE (repeatable)")
 	fs.StringVar(&mta, "mta", "auto", "which MTA wrote the --ingest and --syslog logs: auto, postfix, exim, sendmail, opensmtpd")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -30,12 +31,26 @@ func (f *storeFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.db, "db", "smtplog.db", "the store: a SQLite file, or :memory: to keep nothing on disk")
 	fs.DurationVar(&f.maxAge, "retention-max-age", 0, "delete records older than this (e.g. 720h; 0: keep)")
 	fs.Int64Var(&f.maxBytes, "retention-max-bytes", 0, "delete the oldest records while the store is larger (0: no limit)")
-	fs.StringVar(&f.sync, "store-sync", "FULL", "FULL: an acknowledged record survives power loss; NORMAL: only a crash of smtplog")
+	fs.StringVar(&f.sync, "store-sync", "", "FULL: an acknowledged record survives power loss (fsync per commit; the relay's default); "+
+		"NORMAL: it survives a crash of smtplog, the last commits may be lost to power loss (capture mode's default)")
 }
 
-func (f *storeFlags) open(ctx context.Context, log *slog.Logger) (*store.Store, error) {
+// syncLevel is --store-sync, or the default of the mode: a capture server
+// is a development tool, where an fsync per message costs more than the
+// last messages before a power loss are worth; the relay keeps FULL.
+func (f *storeFlags) syncLevel(capture bool) store.Sync {
+	switch {
+	case f.sync != "":
+		return store.Sync(strings.ToUpper(f.sync))
+	case capture:
+		return store.SyncNormal
+	}
+	return store.SyncFull
+}
+
+func (f *storeFlags) open(ctx context.Context, log *slog.Logger, capture bool) (*store.Store, error) {
 	st, err := store.Open(ctx, f.db, store.Options{
-		Sync:      store.Sync(f.sync),
+		Sync:      f.syncLevel(capture),
 		Retention: store.Retention{MaxAge: f.maxAge, MaxBytes: f.maxBytes},
 		Logger:    log,
 	})
@@ -105,7 +120,7 @@ func storeReady(st *store.Store) web.Check {
 
 // outputs are where serve's records go: the store first (so what live
 // viewers see is stored), then the live hub, then an optional log file.
-func outputs(st *store.Store, hub *web.Hub, extra ...record.Handler) record.Handler {
+func outputs(st record.Handler, hub *web.Hub, extra ...record.Handler) record.Handler {
 	m := record.Multi{st}
 	if hub != nil {
 		m = append(m, hub)
@@ -137,7 +152,7 @@ type captureFlags struct {
 }
 
 func (f *captureFlags) register(fs *pflag.FlagSet) {
-	fs.IntVar(&f.keep, "keep", 500, "capture mode: keep the newest N messages (negative: no limit)")
+	fs.IntVar(&f.keep, "keep", 500, "capture mode: keep the newest N messages, deleting the oldest once N/16 more arrived (negative: no limit)")
 	fs.DurationVar(&f.maxAge, "keep-max-age", 0, "capture mode: delete messages older than this (0: no limit)")
 	fs.StringArrayVar(&f.chaos, "chaos", nil, "capture mode: answer a command with an error, e.g. 'RCPT=451 4.7.1 Try later', 'DATA=552 5.3.4 Too big@10%' (repeatable; also GET/PUT /api/chaos)")
 	fs.StringVar(&f.webhook, "webhook", "", "capture mode: POST a JSON summary of each new message to this URL")

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smtplog/smtplog/internal/store"
 	"github.com/smtplog/smtplog/internal/testenv"
 )
 
@@ -149,5 +150,31 @@ func TestServeDefaultsStoreAndWeb(t *testing.T) {
 	code, sout, serr := runCLI(t, nil, "search", "--db", db, "msgid:serve-1@dev.example")
 	if code != 0 || !strings.Contains(sout, "<app@dev.example>") {
 		t.Errorf("search after stop: %d %s %s", code, sout, serr)
+	}
+	// Both session records were stored, the last one without a message
+	// to carry it.
+	code, sout, serr = runCLI(t, nil, "search", "--db", db, "--format", "json", "type:session")
+	if n := strings.Count(sout, `"type":"session"`); code != 0 || n != 2 {
+		t.Errorf("%d session records after stop, want 2: %d %s %s", n, code, sout, serr)
+	}
+}
+
+// Capture mode stores with synchronous=NORMAL unless told otherwise; the
+// relay keeps FULL.
+func TestServeStoreSyncDefault(t *testing.T) {
+	for _, c := range []struct {
+		flag    string
+		capture bool
+		want    store.Sync
+	}{
+		{"", true, store.SyncNormal},
+		{"", false, store.SyncFull},
+		{"FULL", true, store.SyncFull},
+		{"normal", false, store.SyncNormal},
+	} {
+		f := storeFlags{sync: c.flag}
+		if got := f.syncLevel(c.capture); got != c.want {
+			t.Errorf("--store-sync %q, capture %v: %s, want %s", c.flag, c.capture, got, c.want)
+		}
 	}
 }
