@@ -210,6 +210,7 @@ type followSource struct {
 	parse   mtalog.LineParser
 	lastT   time.Time
 	lastAt  json.RawMessage // position after the last line fed
+	clock   logClock
 	started bool
 	f       *follow.Follower
 	// firstFrom is the position after the file's first line, and
@@ -436,6 +437,7 @@ func (r *followRun) batch(ctx context.Context, s *followSource, b follow.Batch) 
 		l := mtalog.ParseKept(s.parse, s.replayFirst, now, &s.lastT)
 		l.Origin = s.path
 		s.replayFirst = ""
+		s.clock.fed(l.Time, now)
 		if err := s.res.Feed(ctx, l); err != nil {
 			return err
 		}
@@ -444,6 +446,7 @@ func (r *followRun) batch(ctx context.Context, s *followSource, b follow.Batch) 
 		l := mtalog.ParseKept(s.parse, fl.Text, now, &s.lastT)
 		l.Origin = s.path
 		l.Truncated = fl.Truncated
+		s.clock.fed(l.Time, now)
 		if err := s.res.Feed(ctx, l); err != nil {
 			return err
 		}
@@ -771,21 +774,21 @@ func (r *followRun) idleFlusher(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case now := <-t.C:
-			if err := r.flushIdle(ctx, now.Add(-r.c.flushAfter)); err != nil {
+			if err := r.flushIdle(ctx, now); err != nil {
 				return err
 			}
 		}
 	}
 }
 
-func (r *followRun) flushIdle(ctx context.Context, before time.Time) error {
+func (r *followRun) flushIdle(ctx context.Context, now time.Time) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range r.sources {
 		if s.lastAt == nil {
 			continue // nothing fed yet
 		}
-		if err := s.res.FlushIdle(ctx, before); err != nil {
+		if err := s.res.FlushIdle(ctx, s.clock.idleBefore(now, r.c.flushAfter)); err != nil {
 			return err
 		}
 		if err := r.commit(ctx, s); err != nil {

@@ -64,14 +64,14 @@ func TestBadInvocationsSayWhatToFix(t *testing.T) {
 	}{
 		{[]string{"proxy"}, nil, 2, "--upstream HOST:PORT is required"},
 		{[]string{"proxy", "--upstream", "nohostport"}, nil, 2, "is not host:port"},
-		{[]string{"proxy", "--upstream", "a:25", "--upstream-tls", "maybe"}, nil, 2, "use required, opportunistic or none"},
+		{[]string{"proxy", "--upstream", "a:25", "--upstream-tls", "maybe"}, nil, 2, "use required, opportunistic, none or implicit"},
 		{[]string{"proxy", "--upstream", "a:25", "--format", "xml"}, nil, 1, "use json or text"},
 		{[]string{"proxy", "--upstream", "a:25", "--data-policy", "accept"}, nil, 2, "relay never forwards bare CR/LF"},
 		{[]string{"proxy", "--upstream", "a:25", "--tls-cert", "x.pem"}, nil, 2, "both a certificate and a key"},
 		{[]string{"proxy", "--config", unknown}, nil, 1, `line 2: unknown key "upstrem"`},
 		{[]string{"proxy", "--config", notMap}, nil, 1, "must be a mapping"},
 		{[]string{"proxy", "--config", filepath.Join(dir, "missing.yaml")}, nil, 1, "read config"},
-		{[]string{"proxy"}, map[string]string{"SMTPLOG_UPSTREAM_TLS": "bogus", "SMTPLOG_UPSTREAM": "a:25"}, 2, "use required, opportunistic or none"},
+		{[]string{"proxy"}, map[string]string{"SMTPLOG_UPSTREAM_TLS": "bogus", "SMTPLOG_UPSTREAM": "a:25"}, 2, "use required, opportunistic, none or implicit"},
 		{[]string{"proxy", "--upstream", "a:25", "--max-recipients", "many"}, nil, 1, "invalid argument"},
 		{[]string{"nosuch"}, nil, 1, "unknown command"},
 	} {

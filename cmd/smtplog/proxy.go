@@ -124,7 +124,7 @@ type upstreamFlags struct {
 
 func (f *upstreamFlags) register(fs *pflag.FlagSet, addrFlag, addrHelp string) {
 	fs.StringVar(&f.addr, addrFlag, "", addrHelp)
-	fs.StringVar(&f.tlsMode, "upstream-tls", relay.TLSOpportunistic, "STARTTLS to the upstream: required, opportunistic or none")
+	fs.StringVar(&f.tlsMode, "upstream-tls", relay.TLSOpportunistic, "TLS to the upstream: STARTTLS required, opportunistic or none, or implicit (TLS from the first byte, port 465 style)")
 	fs.StringVar(&f.ca, "upstream-ca", "", "CA certificates (PEM) that verify the upstream's certificate (default: the system's)")
 	fs.BoolVar(&f.skipVerify, "upstream-tls-skip-verify", false, "accept any upstream certificate even with --upstream-tls required (dangerous)")
 	fs.BoolVar(&f.xclient, "xclient", false, "tell the upstream the real client with XCLIENT (Postfix smtpd_authorized_xclient_hosts)")

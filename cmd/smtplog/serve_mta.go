@@ -57,6 +57,7 @@ func (m *mtaInputs) followFile(ctx context.Context, path string) error {
 	parse := mtalog.ParserFor(m.dialects, m.mta)
 	var mu sync.Mutex // the follower's batches and the idle flushes
 	var lastT time.Time
+	var clock logClock
 	f, err := follow.New(follow.Config{
 		Path: path, StartAtEnd: true,
 		OnEvent: func(ev follow.Event) {
@@ -69,6 +70,7 @@ func (m *mtaInputs) followFile(ctx context.Context, path string) error {
 		for _, fl := range b.Lines {
 			l := mtalog.ParseKept(parse, fl.Text, now, &lastT)
 			l.Origin, l.Truncated = path, fl.Truncated
+			clock.fed(l.Time, now)
 			if err := p.Feed(ctx, l); err != nil {
 				return err
 			}
@@ -79,7 +81,7 @@ func (m *mtaInputs) followFile(ctx context.Context, path string) error {
 		return err
 	}
 	m.log.Info("ingest following", "path", path)
-	stop := m.idleFlusher(ctx, &mu, p)
+	stop := m.idleFlusher(ctx, &mu, p, &clock)
 	err = f.Run(ctx)
 	stop()
 	mu.Lock()
@@ -94,7 +96,7 @@ func (m *mtaInputs) followFile(ctx context.Context, path string) error {
 
 // idleFlusher flushes p's idle messages every flushEvery until the
 // returned stop is called.
-func (m *mtaInputs) idleFlusher(ctx context.Context, mu *sync.Mutex, p *mtalog.Pipeline) (stop func()) {
+func (m *mtaInputs) idleFlusher(ctx context.Context, mu *sync.Mutex, p *mtalog.Pipeline, clock *logClock) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -107,7 +109,7 @@ func (m *mtaInputs) idleFlusher(ctx context.Context, mu *sync.Mutex, p *mtalog.P
 				return
 			case now := <-t.C:
 				mu.Lock()
-				err := p.Flush(ctx, now.Add(-m.flushAfter))
+				err := p.Flush(ctx, clock.idleBefore(now, m.flushAfter))
 				mu.Unlock()
 				if err != nil {
 					m.log.Error("ingest idle flush", "err", err)
@@ -170,16 +172,18 @@ func (m *mtaInputs) receive(ctx context.Context, cfg syslogd.Config, ready func(
 	go func() {
 		t := time.NewTicker(m.flushEvery)
 		defer t.Stop()
+		var clock logClock
 		for {
 			select {
 			case l := <-q:
+				clock.fed(l.Time, time.Now())
 				if err := p.Feed(ctx, l); err != nil {
 					srv.Close()
 					consumed <- err
 					return
 				}
 			case now := <-t.C:
-				if err := p.Flush(ctx, now.Add(-m.flushAfter)); err != nil {
+				if err := p.Flush(ctx, clock.idleBefore(now, m.flushAfter)); err != nil {
 					srv.Close()
 					consumed <- err
 					return
