@@ -128,9 +128,34 @@ func newConnState(s *Server, nc net.Conn, implicitTLS bool) *conn {
 		Transcript: c.transcript,
 		Host:       s.cfg.Hostname,
 	}
-	c.br = bufio.NewReaderSize(nc, 8*1024)
-	c.bw = bufio.NewWriterSize(nc, 4*1024)
+	if br, ok := s.readers.Get().(*bufio.Reader); ok {
+		br.Reset(nc)
+		c.br = br
+	} else {
+		c.br = bufio.NewReaderSize(nc, 8*1024)
+	}
+	if bw, ok := s.writers.Get().(*bufio.Writer); ok {
+		bw.Reset(nc)
+		c.bw = bw
+	} else {
+		c.bw = bufio.NewWriterSize(nc, 4*1024)
+	}
 	return c
+}
+
+// release hands the connection's buffers back to the server, once its
+// goroutine is done with them.
+func (c *conn) release() {
+	c.br.Reset(nil)
+	c.bw.Reset(nil)
+	c.s.readers.Put(c.br)
+	c.s.writers.Put(c.bw)
+	c.br, c.bw = nil, nil
+	if c.dataBuf != nil {
+		c.dataBuf.Reset()
+		c.s.data.Put(c.dataBuf)
+		c.dataBuf = nil
+	}
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -244,8 +269,8 @@ func (c *conn) handshake() bool {
 	st := tc.ConnectionState()
 	c.tlsState = &st
 	c.nc = tc
-	c.br = bufio.NewReaderSize(tc, 8*1024)
-	c.bw = bufio.NewWriterSize(tc, 4*1024)
+	c.br.Reset(tc)
+	c.bw.Reset(tc)
 	return true
 }
 
@@ -840,7 +865,10 @@ func (c *conn) data(cmd smtpwire.Command) bool {
 	start := c.now()
 	c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.Limits.DataTimeout))
 	if c.dataBuf == nil {
-		c.dataBuf = &bytes.Buffer{}
+		c.dataBuf, _ = c.s.data.Get().(*bytes.Buffer)
+		if c.dataBuf == nil {
+			c.dataBuf = &bytes.Buffer{}
+		}
 	}
 	res, err := smtpwire.ReadDataInto(c.br, smtpwire.DataLimits{MaxSize: c.caps.Size, MaxLine: 998}, c.dataBuf)
 	if err != nil {

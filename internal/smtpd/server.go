@@ -135,6 +135,10 @@ type Server struct {
 	perIP     map[netip.Addr]int
 	closing   atomic.Bool
 	wg        sync.WaitGroup
+
+	// Buffers shared by connections one after another: clients that open
+	// a connection per message would otherwise make each of them anew.
+	readers, writers, data sync.Pool
 }
 
 // New returns a server for backend.
@@ -216,6 +220,7 @@ func (s *Server) serve(l net.Listener, implicitTLS bool) error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer c.release()
 			c.serve()
 		}()
 	}
@@ -297,6 +302,7 @@ func (s *Server) newConn(nc net.Conn, implicitTLS bool) *conn {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer c.release()
 			c.refuse(refuse)
 		}()
 		return nil
