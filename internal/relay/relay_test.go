@@ -654,3 +654,42 @@ func TestXClient(t *testing.T) {
 		t.Errorf("Postfix logged %q, want the real client 127.0.0.5", lines[0])
 	}
 }
+
+// TestRelayUpstreamImplicitTLS relays to a Postfix port that speaks TLS
+// from the first byte (port 465 style): the mail is delivered, the upstream
+// leg is recorded as verified TLS, and an untrusted certificate ends the
+// session with a 421 greeting before any command reaches Postfix.
+func TestRelayUpstreamImplicitTLS(t *testing.T) {
+	sink := testenv.StartSink(t)
+	smtps := testenv.FreeAddr(t)
+	pf := testenv.StartPostfix(t, testenv.PostfixOptions{RelayHost: sink.Addr(), MasterCF: []string{testenv.SMTPSService(smtps)}})
+	testenv.WaitTLS(t, smtps, pf.CA())
+
+	p := startProxy(t, relay.Config{Upstream: smtps, TLSMode: relay.TLSImplicit, RootCAs: pf.CA().CertPool(), ServerName: "127.0.0.1"}, nil)
+	host, port, _ := net.SplitHostPort(p.addr)
+	out := swaks(t, "-s", host, "-p", port, "-f", "a@shop.example", "-t", "v@dest.example", "--header", "Message-Id: <smtps-1@shop.example>")
+	if !strings.Contains(out, "queued as") {
+		t.Fatalf("swaks:\n%s", out)
+	}
+	m := findByMsgID(p.waitMessages(t, 1), "<smtps-1@shop.example>")
+	if m == nil {
+		t.Fatal("no record")
+	}
+	if m.UpstreamTLS == nil || !m.UpstreamTLS.Used || m.UpstreamTLS.Trust != "verified" || m.UpstreamTLS.Version == "" {
+		t.Fatalf("upstream TLS not recorded as verified: %+v", m.UpstreamTLS)
+	}
+	if qid := pf.QueueIDFor(t, "<smtps-1@shop.example>", 20*time.Second); qid != m.QueueID {
+		t.Errorf("queue id %q vs %q", m.QueueID, qid)
+	}
+	if !regexp.MustCompile(`postfix/smtps/smtpd\[\d+\]: ` + regexp.QuoteMeta(m.QueueID) + `: client=`).MatchString(pf.Log(t)) {
+		t.Errorf("Postfix's wrapper-mode smtpd did not take the message %s", m.QueueID)
+	}
+
+	bad := startProxy(t, relay.Config{Upstream: smtps, TLSMode: relay.TLSImplicit, RootCAs: testenv.NewCA(t).CertPool(), ServerName: "127.0.0.1"}, nil)
+	// The upstream is dialled at connect: the client's greeting is the 421.
+	testenv.DialSMTPFrom(t, "", bad.addr, 421)
+	s := bad.waitSessions(t, 1)[0]
+	if s.UpstreamTLS != nil && s.UpstreamTLS.Used || !strings.Contains(s.Reason, "upstream TLS failed: certificate not trusted") {
+		t.Errorf("untrusted upstream: reason %q upstream_tls %+v", s.Reason, s.UpstreamTLS)
+	}
+}

@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -177,31 +176,6 @@ func TestReleaseRequestErrors(t *testing.T) {
 	}
 }
 
-// smtpsLine is a master.cf service: a second smtpd on addr that speaks
-// TLS from the first byte (smtpd_tls_wrappermode, port 465 style).
-func smtpsLine(addr string) string {
-	return addr + " inet n - n - - smtpd -o syslog_name=postfix/smtps -o smtpd_tls_wrappermode=yes -o smtpd_tls_security_level=encrypt"
-}
-
-// waitTLS waits until addr completes a TLS handshake that verifies with
-// ca.
-func waitTLS(t *testing.T, addr string, ca *testenv.CA) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		d := &net.Dialer{Timeout: 5 * time.Second}
-		c, err := tls.DialWithDialer(d, "tcp", addr, ca.ClientConfig("127.0.0.1"))
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no implicit-TLS listener on %s: %v", addr, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // TestReleaseToPostfix releases captured messages to a real Postfix, with
 // STARTTLS on its SMTP port and with implicit TLS on a wrapper-mode
 // port, its certificate checked against the release CA. Postfix relays
@@ -210,8 +184,8 @@ func waitTLS(t *testing.T, addr string, ca *testenv.CA) {
 func TestReleaseToPostfix(t *testing.T) {
 	sink := testenv.StartSink(t, "-d", "%H%M%S.", "-h", "sink.test")
 	smtps := testenv.FreeAddr(t)
-	pf := testenv.StartPostfix(t, testenv.PostfixOptions{RelayHost: sink.Addr(), MasterCF: []string{smtpsLine(smtps)}})
-	waitTLS(t, smtps, pf.CA())
+	pf := testenv.StartPostfix(t, testenv.PostfixOptions{RelayHost: sink.Addr(), MasterCF: []string{testenv.SMTPSService(smtps)}})
+	testenv.WaitTLS(t, smtps, pf.CA())
 	_, p, _ := net.SplitHostPort(smtps)
 	port, _ := strconv.Atoi(p)
 	e := start(t, api.Options{ReleaseRootCAs: pf.CA().CertPool()}, nil)
