@@ -247,12 +247,24 @@ func (t table) sql(rows int) string {
 // numbers records itself and can insert their children in bulk.
 type inserts struct {
 	full   map[string]*sql.Stmt // by table head
-	nextID int64                // 0: read max(id) first
+	small  map[smallKey]*sql.Stmt
+	nextID int64 // 0: read max(id) first
 	roll   rollups
 }
 
+// smallKey names a prepared statement of a few rows: a capture server
+// commits one or two records at a time, and parsing their statements
+// again in every transaction cost as much as running them.
+type smallKey struct {
+	head string
+	rows int
+}
+
+const smallRows = 8 // statements of 1 to smallRows rows are prepared too
+
 func (in *inserts) prepare(ctx context.Context, db *sql.DB) error {
 	in.full = map[string]*sql.Stmt{}
+	in.small = map[smallKey]*sql.Stmt{}
 	for _, t := range tables {
 		st, err := db.PrepareContext(ctx, t.sql(rowsPerStmt))
 		if err != nil {
@@ -260,12 +272,23 @@ func (in *inserts) prepare(ctx context.Context, db *sql.DB) error {
 			return fmt.Errorf("store: prepare insert: %w", err)
 		}
 		in.full[t.head] = st
+		for n := 1; n <= smallRows; n++ {
+			st, err := db.PrepareContext(ctx, t.sql(n))
+			if err != nil {
+				in.close()
+				return fmt.Errorf("store: prepare insert: %w", err)
+			}
+			in.small[smallKey{t.head, n}] = st
+		}
 	}
 	return nil
 }
 
 func (in *inserts) close() {
 	for _, st := range in.full {
+		st.Close()
+	}
+	for _, st := range in.small {
 		st.Close()
 	}
 }
@@ -278,6 +301,8 @@ func (in *inserts) exec(ctx context.Context, tx *sql.Tx, t table, args []any) er
 		var err error
 		if n == per {
 			_, err = tx.StmtContext(ctx, in.full[t.head]).ExecContext(ctx, args[:n]...)
+		} else if st := in.small[smallKey{t.head, n / t.cols}]; st != nil {
+			_, err = tx.StmtContext(ctx, st).ExecContext(ctx, args[:n]...)
 		} else {
 			_, err = tx.ExecContext(ctx, t.sql(n/t.cols), args[:n]...)
 		}
