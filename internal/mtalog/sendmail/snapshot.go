@@ -1,0 +1,95 @@
+package sendmail
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/smtplog/smtplog/internal/mtalog"
+	"github.com/smtplog/smtplog/internal/record"
+)
+
+var _ mtalog.Snapshotter = (*Correlator)(nil)
+
+// snapshotVersion is the version of the Correlator's snapshot; Restore
+// refuses any other.
+const snapshotVersion = 1
+
+// snapshot is what a Correlator holds open: messages by queue ID and the
+// TLS and AUTH state of processes by pid.
+type snapshot struct {
+	V        int           `json:"v"`
+	Messages []snapMessage `json:"messages,omitempty"`
+	Conns    []snapConn    `json:"conns,omitempty"`
+}
+
+type snapMessage struct {
+	QID    string          `json:"qid"`
+	Rec    record.Record   `json:"rec"`
+	Last   time.Time       `json:"last"`
+	Final  map[string]bool `json:"final,omitempty"`
+	Nrcpts int             `json:"nrcpts,omitempty"`
+	From   bool            `json:"from,omitempty"`
+}
+
+type snapConn struct {
+	PID      int         `json:"pid"`
+	Last     time.Time   `json:"last"`
+	TLS      *record.TLS `json:"tls,omitempty"`
+	UpTLS    *record.TLS `json:"up_tls,omitempty"`
+	Username string      `json:"username,omitempty"`
+	Mech     string      `json:"mech,omitempty"`
+}
+
+// Snapshot implements mtalog.Snapshotter: the open messages and the
+// processes' connection state, as JSON. Its size grows with what is open,
+// which Options.MaxOpen bounds.
+func (c *Correlator) Snapshot() ([]byte, error) {
+	s := snapshot{V: snapshotVersion}
+	for _, id := range slices.Sorted(maps.Keys(c.msgs)) {
+		m := c.msgs[id]
+		s.Messages = append(s.Messages, snapMessage{QID: id, Rec: *m.rec, Last: m.last, Final: m.final, Nrcpts: m.nrcpts, From: m.from})
+	}
+	for _, pid := range slices.Sorted(maps.Keys(c.conns)) {
+		k := c.conns[pid]
+		s.Conns = append(s.Conns, snapConn{PID: pid, Last: k.last, TLS: k.tls, UpTLS: k.upTLS, Username: k.username, Mech: k.mech})
+	}
+	return json.Marshal(s)
+}
+
+// Restore implements mtalog.Snapshotter; c must be fresh.
+func (c *Correlator) Restore(b []byte) error {
+	var s snapshot
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("sendmail snapshot: %w", err)
+	}
+	if s.V != snapshotVersion {
+		return fmt.Errorf("sendmail snapshot: version %d, want %d", s.V, snapshotVersion)
+	}
+	if len(c.msgs) > 0 || len(c.conns) > 0 {
+		return fmt.Errorf("sendmail snapshot: restore into a correlator in use")
+	}
+	msgs := make(map[string]*message, len(s.Messages))
+	for _, sm := range s.Messages {
+		if _, dup := msgs[sm.QID]; dup {
+			return fmt.Errorf("sendmail snapshot: message %q twice", sm.QID)
+		}
+		final := sm.Final
+		if final == nil {
+			final = map[string]bool{}
+		}
+		rec := sm.Rec
+		msgs[sm.QID] = &message{rec: &rec, last: sm.Last, final: final, nrcpts: sm.Nrcpts, from: sm.From}
+	}
+	conns := make(map[int]*conn, len(s.Conns))
+	for _, sc := range s.Conns {
+		if _, dup := conns[sc.PID]; dup {
+			return fmt.Errorf("sendmail snapshot: process %d twice", sc.PID)
+		}
+		conns[sc.PID] = &conn{last: sc.Last, tls: sc.TLS, upTLS: sc.UpTLS, username: sc.Username, mech: sc.Mech}
+	}
+	c.msgs, c.conns = msgs, conns
+	return nil
+}
