@@ -1,0 +1,60 @@
+package opensmtpd
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/smtplog/smtplog/internal/mtalog"
+	"github.com/smtplog/smtplog/internal/mtalog/mtalogtest"
+	"github.com/smtplog/smtplog/internal/record"
+)
+
+// TestSnapshotRoundTrip snapshots the correlator after every line of each
+// testdata/opensmtpd log, restores it into a fresh one and checks that it
+// goes on as if uninterrupted (sessions, and messages between their
+// envelopes and their deliveries).
+func TestSnapshotRoundTrip(t *testing.T) {
+	newC := func() mtalog.Correlator { return NewCorrelator(Options{}) }
+	for _, f := range fixtures {
+		lines := readSyslog(t, f)
+		for _, every := range []int{0, 5} {
+			t.Run(f+map[int]string{0: "", 5: "/flushes"}[every], func(t *testing.T) {
+				mtalogtest.CheckSnapshots(t, lines, newC, every)
+			})
+		}
+	}
+}
+
+// TestSnapshotRefusesOtherVersions: a snapshot of another version, an
+// inconsistent one, or garbage, is refused rather than half restored.
+func TestSnapshotRefusesOtherVersions(t *testing.T) {
+	for _, b := range []string{
+		`{"v":2}`,
+		`{"v":0}`,
+		`{"v":1,"sessions":[{"id":"a","rec":{"type":"session"}},{"id":"a","rec":{"type":"session"}}]}`,
+		`{"v":1,"messages":[{"id":"a","rec":{"type":"message"}},{"id":"a","rec":{"type":"message"}}]}`,
+		`{"v":1,"messages":[{"id":"a","rec":{"type":"message"},"final":{"a0000001":"sent"}}]}`,
+		`not json`,
+		``,
+	} {
+		c := NewCorrelator(Options{})
+		if err := c.Restore([]byte(b)); err == nil {
+			t.Errorf("Restore(%s) = nil", b)
+		}
+	}
+	c := NewCorrelator(Options{})
+	c.Feed(readSyslog(t, "smtpd.log")[1], func(*record.Record) {})
+	if err := c.Restore([]byte(`{"v":1}`)); err == nil {
+		t.Error("Restore into a correlator in use = nil")
+	}
+}
+
+// TestResumeFromSnapshots restarts the ingest pipeline's Resumer from each
+// of its states, snapshots included.
+func TestResumeFromSnapshots(t *testing.T) {
+	for _, f := range fixtures {
+		for _, batch := range []int{1, 4} {
+			t.Run(fmt.Sprintf("%s/batch%d", f, batch), func(t *testing.T) { mtalogtest.CheckResume(t, Dialect(), readSyslog(t, f), batch) })
+		}
+	}
+}
