@@ -39,9 +39,14 @@ func eximBinary(t *testing.T) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "bash", filepath.Join(testdata, "extract.sh"), dir).CombinedOutput()
+	// Only standard output names the binary: apt-get's notes on standard
+	// error (debconf's, when it installs a library) must not join it.
+	var stderr strings.Builder
+	cmd := exec.CommandContext(ctx, "bash", filepath.Join(testdata, "extract.sh"), dir)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("extract.sh: %v\n%s", err, out)
+		t.Fatalf("extract.sh: %v\n%s%s", err, out, stderr.String())
 	}
 	return strings.TrimSpace(string(out))
 }
