@@ -11,6 +11,11 @@ import (
 // Dialect describes Exim to the ingest pipeline: syslog lines of the
 // programs exim and exim4, and the lines of Exim's own mainlog and
 // rejectlog (ParseRaw; their timestamps are in the local zone).
+//
+// Exim's own files name no host (the syslog prefix is what does), so their
+// records have none: the pipeline's correlator options carry no host to
+// put in Options.Host, and the host running smtplog need not be the one
+// that wrote the file.
 func Dialect() mtalog.Dialect {
 	return mtalog.Dialect{
 		Name:   string(record.SourceExim),

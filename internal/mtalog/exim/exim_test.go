@@ -373,3 +373,30 @@ func BenchmarkParse(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*len(lines))/b.Elapsed().Seconds(), "lines/s")
 }
+
+// TestOwnFileHost: lines of Exim's own files carry no host, so their
+// records have the host of Options.Host, or none (omitted from the JSON)
+// as the pipeline's correlators are made; syslog lines keep their own.
+func TestOwnFileHost(t *testing.T) {
+	raw := readRaw(t, "handwritten/mainlog")
+	for _, tc := range []struct {
+		c    mtalog.Correlator
+		want string
+	}{
+		{NewCorrelator(Options{Host: "mx.example.test", Location: time.UTC}), "mx.example.test"},
+		{Dialect().New(mtalog.CorrelatorOptions{}), ""},
+	} {
+		recs, _ := mtalogtest.Correlate(tc.c, raw)
+		for _, r := range recs {
+			if r.Host != tc.want {
+				t.Fatalf("host %q, want %q: %+v", r.Host, tc.want, r)
+			}
+		}
+	}
+	recs, _ := mtalogtest.Correlate(Dialect().New(mtalog.CorrelatorOptions{}), readSyslog(t, "handwritten/syslog"))
+	for _, r := range recs {
+		if r.Host != "mx" {
+			t.Fatalf("syslog line's host %q, want mx", r.Host)
+		}
+	}
+}
