@@ -26,6 +26,7 @@ func newReportCmd(e *env) *cobra.Command {
 		top      int
 		maxLine  int
 		progress string
+		cpuProf  string
 	)
 	cmd := &cobra.Command{
 		Use:   "report [flags] FILE...|-",
@@ -47,6 +48,13 @@ MTAs by failure rate. --format json prints the Grand Totals under "totals".`,
 			}
 			if since < 0 {
 				return exitError{code: 2, msg: "--since must not be negative"}
+			}
+			if cpuProf != "" {
+				stop, err := startCPUProfile(cpuProf)
+				if err != nil {
+					return exitError{code: 1, msg: err.Error()}
+				}
+				defer stop()
 			}
 			dialects := ingestDialects()
 			if mta != "auto" {
@@ -91,6 +99,8 @@ MTAs by failure rate. --format json prints the Grand Totals under "totals".`,
 	fs.IntVar(&top, "top", report.DefaultTop, "rows per top-N table (0: all)")
 	fs.IntVar(&maxLine, "max-line", mtalog.DefaultMaxLine, "longest log line kept whole, in bytes")
 	fs.StringVar(&progress, "progress", "auto", "progress on standard error: auto (on a terminal), always, never")
+	fs.StringVar(&cpuProf, "cpu-profile", "", "write a Go CPU profile to this file until exit (for performance work)")
+	_ = fs.MarkHidden("cpu-profile")
 	return cmd
 }
 

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/smtplog/smtplog/internal/record"
@@ -187,18 +189,19 @@ func (s Stats) Summary() string {
 // Handler. It is not safe for concurrent use: one goroutine drives it,
 // through Run or through Feed and Flush.
 type Pipeline struct {
-	opt      PipelineOptions
-	fixed    int // index into dialects when MTA names one, else -1
-	corrs    []Correlator
-	byProg   map[string]int // program -> dialect index, -1 for none (claims and learnt detections)
-	misses   map[string]int // program -> lines Detect found no dialect for
-	stats    Stats
-	perMTA   []int64 // lines understood per dialect, by index; Stats builds the map
-	lastTime time.Time
-	lastScan time.Time
-	err      error
-	pending  []*record.Record // emitted by a correlator, not yet handled
-	emit     func(*record.Record)
+	opt       PipelineOptions
+	fixed     int // index into dialects when MTA names one, else -1
+	corrs     []Correlator
+	byProg    map[string]int    // program -> dialect index, -1 for none (claims and learnt detections)
+	misses    map[string]int    // program -> lines Detect found no dialect for
+	stats     Stats             // but Unparsed, which Stats makes of unparsedN
+	unparsedN map[string]*int64 // lines not understood, per program
+	perMTA    []int64           // lines understood per dialect, by index; Stats builds the map
+	lastTime  time.Time
+	lastScan  time.Time
+	err       error
+	pending   []*record.Record // emitted by a correlator, not yet handled
+	emit      func(*record.Record)
 }
 
 // NewPipeline checks opt and returns a Pipeline.
@@ -210,13 +213,13 @@ func NewPipeline(opt PipelineOptions) (*Pipeline, error) {
 		opt.FlushAfter = DefaultFlushAfter
 	}
 	p := &Pipeline{
-		opt:    opt,
-		fixed:  -1,
-		byProg: map[string]int{},
-		misses: map[string]int{},
-		stats:  Stats{Unparsed: map[string]int64{}},
-		perMTA: make([]int64, len(opt.Dialects)),
-		corrs:  make([]Correlator, len(opt.Dialects)),
+		opt:       opt,
+		fixed:     -1,
+		byProg:    map[string]int{},
+		misses:    map[string]int{},
+		unparsedN: map[string]*int64{},
+		perMTA:    make([]int64, len(opt.Dialects)),
+		corrs:     make([]Correlator, len(opt.Dialects)),
 	}
 	if opt.MTA != "" && opt.MTA != "auto" {
 		for i, d := range opt.Dialects {
@@ -368,11 +371,12 @@ func (p *Pipeline) drain(ctx context.Context) {
 }
 
 func (p *Pipeline) unparsed(l *Line) {
-	prog := l.Program
-	if _, ok := p.stats.Unparsed[prog]; !ok {
-		prog = strings.Clone(prog)
+	// m[k]++ would store k, a string of the line, as the key anew.
+	if n, ok := p.unparsedN[l.Program]; ok {
+		*n++
+	} else {
+		p.unparsedN[strings.Clone(l.Program)] = &[]int64{1}[0]
 	}
-	p.stats.Unparsed[prog]++
 	if p.opt.Unparsed != nil && p.err == nil {
 		if _, err := io.WriteString(p.opt.Unparsed, l.Raw+"\n"); err != nil {
 			p.err = fmt.Errorf("write unparsed lines: %w", err)
@@ -403,10 +407,11 @@ func (p *Pipeline) Flush(ctx context.Context, before time.Time) error {
 // src reads files (FileSource, Merge, ReaderSource), reading, splitting and
 // prefix parsing run on a goroutine of their own, a batch of lines ahead
 // of the correlators.
-func (p *Pipeline) Run(ctx context.Context, src Source) error {
-	var err error
+func (p *Pipeline) Run(ctx context.Context, src Source) (err error) {
 	if bs, ok := src.(batchSource); ok {
-		err = p.runBatches(ctx, bs)
+		var held heldMemory
+		defer held.release()
+		err = p.runBatches(ctx, bs, &held)
 	} else {
 		var ferr error
 		err = src.Lines(ctx, func(l Line) bool {
@@ -421,6 +426,51 @@ func (p *Pipeline) Run(ctx context.Context, src Source) error {
 		return err
 	}
 	return p.Flush(context.WithoutCancel(ctx), time.Time{})
+}
+
+// heldMemory is what the lines of a batchSource share and must be given
+// back once they are done with: files mapped into memory.
+type heldMemory struct {
+	mu       sync.Mutex
+	releases []func()
+}
+
+func (h *heldMemory) hold(release func()) {
+	h.mu.Lock()
+	h.releases = append(h.releases, release)
+	h.mu.Unlock()
+}
+
+// any reports whether something is held.
+func (h *heldMemory) any() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.releases) > 0
+}
+
+func (h *heldMemory) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, f := range h.releases {
+		f()
+	}
+	h.releases = nil
+}
+
+// memoryFault turns a fault on reading a file mapped into memory (the file
+// was truncated while it was read) into an error; any other panic goes on.
+// Deferred by the goroutines that touch lines, under
+// debug.SetPanicOnFault.
+func memoryFault(held *heldMemory, err *error) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	if e, ok := r.(interface{ Addr() uintptr }); ok && held.any() {
+		*err = fmt.Errorf("mtalog: reading a file: it changed while it was read (fault at %#x): %v", e.Addr(), r)
+		return
+	}
+	panic(r)
 }
 
 // Batches in flight between the reading goroutine and Run: one being
@@ -493,7 +543,11 @@ func (p *Pipeline) prepare(b *lineBatch) {
 
 // runBatches reads src on a goroutine of its own and feeds its batches in
 // order. It returns the first error: the Handler's, else src's.
-func (p *Pipeline) runBatches(ctx context.Context, src batchSource) error {
+func (p *Pipeline) runBatches(ctx context.Context, src batchSource, held *heldMemory) (err error) {
+	// Lines may share a file mapped into memory: a fault on reading it
+	// (the file truncated meanwhile) is an error, not a crash.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer memoryFault(held, &err)
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	const n = runBatchQueue + 2
@@ -516,6 +570,7 @@ func (p *Pipeline) runBatches(ctx context.Context, src batchSource) error {
 				srcErr = fmt.Errorf("mtalog: reading lines: panic: %v", r)
 			}
 		}()
+		debug.SetPanicOnFault(true)
 		cur := p.newBatch()
 		srcErr = src.batches(rctx, cur.lines, func(lines []Line) ([]Line, bool) {
 			cur.lines = lines
@@ -533,7 +588,7 @@ func (p *Pipeline) runBatches(ctx context.Context, src batchSource) error {
 			case <-rctx.Done():
 				return nil, false
 			}
-		})
+		}, held.hold)
 	}()
 	var ferr error
 	for b := range full {
@@ -555,9 +610,9 @@ func (p *Pipeline) runBatches(ctx context.Context, src batchSource) error {
 // Stats returns a copy of the counters.
 func (p *Pipeline) Stats() Stats {
 	s := p.stats
-	s.Unparsed = make(map[string]int64, len(p.stats.Unparsed))
-	for k, v := range p.stats.Unparsed {
-		s.Unparsed[k] = v
+	s.Unparsed = make(map[string]int64, len(p.unparsedN))
+	for k, n := range p.unparsedN {
+		s.Unparsed[k] = *n
 	}
 	s.PerMTA = make(map[string]int64, len(p.perMTA))
 	for i, n := range p.perMTA {

@@ -144,3 +144,142 @@ type correlatorFunc func(l Line, emit func(*record.Record)) bool
 
 func (f correlatorFunc) Feed(l Line, emit func(*record.Record)) bool { return f(l, emit) }
 func (f correlatorFunc) Flush(time.Time, func(*record.Record))       {}
+
+// runLines runs a Pipeline over src with a correlator that records every
+// line it is fed, copied.
+func runLines(t *testing.T, src Source) ([]Line, string, error) {
+	t.Helper()
+	var got []Line
+	var unparsed strings.Builder
+	d := Dialect{
+		Name: "x",
+		New: func(CorrelatorOptions) Correlator {
+			return correlatorFunc(func(l Line, emit func(*record.Record)) bool {
+				got = append(got, Line{Time: l.Time, Host: strings.Clone(l.Host), Program: strings.Clone(l.Program), PID: l.PID,
+					Message: strings.Clone(l.Message), Raw: strings.Clone(l.Raw), Origin: l.Origin, Truncated: l.Truncated})
+				return true
+			})
+		},
+	}
+	p, err := NewPipeline(PipelineOptions{Dialects: []Dialect{d}, MTA: "x", Unparsed: &unparsed,
+		Handler: record.HandlerFunc(func(context.Context, *record.Record) error { return nil })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.Run(context.Background(), src)
+	// The lines' memory is given back by now: what the Pipeline keeps,
+	// such as the programs of unparsed lines, must be copies.
+	for prog := range p.Stats().Unparsed {
+		_ = strings.Clone(prog)
+	}
+	return got, unparsed.String(), err
+}
+
+// TestMappedFileReadsAsStream: a regular file, which Run maps into memory,
+// gives the lines and counts that reading it as a stream gives; so do a
+// gzip file and an empty one, which are read.
+func TestMappedFileReadsAsStream(t *testing.T) {
+	var big strings.Builder
+	for i := 0; big.Len() < mapDrop+mapKeep+3<<20; i++ {
+		fmt.Fprintf(&big, "Nov 28 00:%02d:%02d mx prog[%d]: line %d %s\n", i/60%60, i%60, i, i, strings.Repeat("y", i%300))
+	}
+	long := "Nov 28 00:00:01 mx a[1]: " + strings.Repeat("x", 300<<10)
+	cases := map[string]string{
+		"plain":      "Nov 28 00:00:00 mx a[1]: one\nNov 28 00:00:01 mx a[1]: two\n",
+		"crlf, last": "Nov 28 00:00:00 mx a[1]: one\r\nnot a syslog line\r\nNov 28 00:00:01 mx a[1]: last",
+		"long lines": "Nov 28 00:00:00 mx a[1]: before\n" + long + "\nNov 28 00:00:02 mx a[1]: after\n" + long[:300] + "\n" + long,
+		"blank":      "\n\n\nNov 28 00:00:00 mx a[1]: one\n\n",
+		"big":        big.String(),
+		"empty":      "",
+		"gzip":       "gzip",
+	}
+	ref := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	for name, body := range cases {
+		t.Run(name, func(t *testing.T) {
+			data := []byte(body)
+			if name == "gzip" {
+				body = cases["plain"]
+				var b bytes.Buffer
+				zw := gzip.NewWriter(&b)
+				zw.Write([]byte(body))
+				zw.Close()
+				data = b.Bytes()
+			}
+			path := filepath.Join(t.TempDir(), "mail.log")
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			os.Chtimes(path, ref, ref)
+			var fst, rst ReadStats
+			got, gotUnparsed, err := runLines(t, FileSource{Path: path, MaxLine: 1000, Stats: &fst})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []Line
+			var wantUnparsed strings.Builder
+			for _, l := range collect(t, ReaderSource(strings.NewReader(body), ReaderOptions{Origin: path, Ref: ref, MaxLine: 1000, Stats: &rst})) {
+				if l.Program == "" {
+					wantUnparsed.WriteString(l.Raw + "\n")
+				} else {
+					want = append(want, l)
+				}
+			}
+			if gotUnparsed != wantUnparsed.String() {
+				t.Errorf("unparsed %q, want %q", gotUnparsed, wantUnparsed.String())
+			}
+			if len(got) != len(want) {
+				t.Fatalf("%d lines, want %d", len(got), len(want))
+			}
+			for i := range want {
+				g, w := got[i], want[i]
+				if !g.Time.Equal(w.Time) {
+					t.Fatalf("line %d: time %v, want %v", i, g.Time, w.Time)
+				}
+				g.Time, w.Time = time.Time{}, time.Time{}
+				if g != w {
+					t.Fatalf("line %d:\n got %+v\nwant %+v", i, got[i], want[i])
+				}
+			}
+			if fst.Lines != rst.Lines || fst.Truncated != rst.Truncated || fst.Bytes != rst.Bytes {
+				t.Errorf("stats %+v, want %+v", fst, rst)
+			}
+		})
+	}
+}
+
+// TestMappedFileTruncated: a file truncated while Run reads it (mapped
+// into memory) makes Run fail, not crash.
+func TestMappedFileTruncated(t *testing.T) {
+	var b strings.Builder
+	for i := 0; b.Len() < 8<<20; i++ {
+		fmt.Fprintf(&b, "Nov 28 00:00:%02d mx x[%d]: line %d\n", i%60, i, i)
+	}
+	path := filepath.Join(t.TempDir(), "mail.log")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	d := Dialect{
+		Name: "x",
+		New: func(CorrelatorOptions) Correlator {
+			return correlatorFunc(func(l Line, emit func(*record.Record)) bool {
+				if n++; n == 10 {
+					if err := os.Truncate(path, 0); err != nil {
+						t.Error(err)
+					}
+				}
+				_ = strings.Clone(l.Raw)
+				return true
+			})
+		},
+	}
+	p, err := NewPipeline(PipelineOptions{Dialects: []Dialect{d}, MTA: "x", Handler: record.HandlerFunc(func(context.Context, *record.Record) error { return nil })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.Run(context.Background(), FileSource{Path: path})
+	if err == nil {
+		t.Fatalf("Run read %d lines of a file truncated under it without an error", p.Stats().Lines)
+	}
+	t.Logf("Run: %v after %d lines", err, p.Stats().Lines)
+}

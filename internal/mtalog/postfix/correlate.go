@@ -664,7 +664,7 @@ func (c *Correlator) link(l mtalog.Line, m *message, qid string) bool {
 	// Move n's members and deliveries into m.
 	for _, q := range n.members {
 		if c.msgs[key{l.Host, q}] == n {
-			c.msgs[key{l.Host, q}] = m
+			c.msgs[key{m.rec.Host, q}] = m // keys of the correlator's own strings
 			m.open++
 		}
 		if len(m.members) < 64 {
