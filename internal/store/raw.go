@@ -158,6 +158,7 @@ var (
 		`CREATE TEMP TABLE IF NOT EXISTS raw_doomed (queue_id TEXT PRIMARY KEY)`,
 		`CREATE TEMP TABLE IF NOT EXISTS raw_doomed_records (id INTEGER PRIMARY KEY, session_id TEXT)`,
 	}
+	rawIDSpan    = `SELECT coalesce((SELECT max(id) FROM raw_messages) - (SELECT min(id) FROM raw_messages) + 1, 0)`
 	rawKeepCut   = `SELECT id FROM raw_messages ORDER BY id DESC LIMIT 1 OFFSET ?`
 	rawAgeCheck  = `SELECT 1 FROM raw_messages WHERE ts < ? LIMIT 1`
 	rawDoomByID  = `INSERT OR IGNORE INTO raw_doomed SELECT queue_id FROM raw_messages WHERE id <= ?`
@@ -187,7 +188,7 @@ var (
 )
 
 func rawPrepared() []string {
-	q := append([]string{rawKeepCut, rawAgeCheck, rawDoomByID, rawDoomByAge, rawPutSQL}, rawTempTables...)
+	q := append([]string{rawIDSpan, rawKeepCut, rawAgeCheck, rawDoomByID, rawDoomByAge, rawPutSQL}, rawTempTables...)
 	q = append(q, rawDoomedClear...)
 	return append(q, rawDeletes...)
 }
@@ -428,8 +429,17 @@ func keepSlack(keep int) int { return keep / 16 }
 func (c *Capture) retain(ctx context.Context, tx *sql.Tx) error {
 	var doom []func(ctx context.Context, tx *sql.Tx) (sql.Result, error)
 	if c.opts.Keep > 0 {
+		// IDs only grow, so the span of IDs bounds how many rows there
+		// are: a cheap test that spares the walk over Keep rows below.
+		var span int64
+		if err := c.queryRow(ctx, tx, rawIDSpan).Scan(&span); err != nil {
+			return fmt.Errorf("store: capture retention: %w", err)
+		}
 		var cut int64
-		err := c.queryRow(ctx, tx, rawKeepCut, c.opts.Keep+keepSlack(c.opts.Keep)).Scan(&cut)
+		err := sql.ErrNoRows
+		if span > int64(c.opts.Keep+keepSlack(c.opts.Keep)) {
+			err = c.queryRow(ctx, tx, rawKeepCut, c.opts.Keep+keepSlack(c.opts.Keep)).Scan(&cut)
+		}
 		if err == nil && keepSlack(c.opts.Keep) > 0 {
 			err = c.queryRow(ctx, tx, rawKeepCut, c.opts.Keep).Scan(&cut)
 		}
