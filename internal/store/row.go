@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	kflate "github.com/klauspost/compress/flate"
+
 	"github.com/smtplog/smtplog/internal/query"
 	"github.com/smtplog/smtplog/internal/record"
 )
@@ -172,24 +174,18 @@ func (s *Store) prepareRow(r *record.Record) (*row, error) {
 	return rw, nil
 }
 
-// compress encodes a transcript as DEFLATE-compressed JSON. Compressors
-// are pooled: each holds several hundred KiB of state.
+// compress encodes a transcript as DEFLATE-compressed JSON, with
+// klauspost's stateless encoder: it keeps no state between calls, where a
+// compress/flate Writer holds several hundred KiB, one per concurrent
+// caller, and it costs less per small transcript.
 func (s *Store) compress(t []record.TranscriptLine) ([]byte, error) {
-	var buf bytes.Buffer
-	zw, _ := s.flaters.Get().(*flate.Writer)
-	if zw == nil {
-		var err error
-		if zw, err = flate.NewWriter(&buf, flate.BestSpeed); err != nil {
-			return nil, fmt.Errorf("store: compress transcript: %w", err)
-		}
-	} else {
-		zw.Reset(&buf)
-	}
-	defer s.flaters.Put(zw)
-	if err := json.NewEncoder(zw).Encode(t); err != nil {
+	js, err := json.Marshal(t)
+	if err != nil {
 		return nil, fmt.Errorf("store: encode transcript: %w", err)
 	}
-	if err := zw.Close(); err != nil {
+	var buf bytes.Buffer
+	buf.Grow(len(js)/3 + 64)
+	if err := kflate.StatelessDeflate(&buf, js, true, nil); err != nil {
 		return nil, fmt.Errorf("store: compress transcript: %w", err)
 	}
 	return buf.Bytes(), nil

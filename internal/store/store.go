@@ -149,13 +149,12 @@ func (o *Options) defaults() error {
 
 // Store is a SQLite record store. It is safe for concurrent use.
 type Store struct {
-	opts    Options
-	memory  bool
-	w       *sql.DB   // one connection, used only by the writer goroutine
-	r       *sql.DB   // readers; the same as w for :memory:
-	ins     inserts   // used by the writer goroutine only
-	flaters sync.Pool // *flate.Writer
-	parked  parked    // raw message bytes waiting for their records (raw.go)
+	opts   Options
+	memory bool
+	w      *sql.DB // one connection, used only by the writer goroutine
+	r      *sql.DB // readers; the same as w for :memory:
+	ins    inserts // used by the writer goroutine only
+	parked parked  // raw message bytes waiting for their records (raw.go)
 
 	queue   chan *item
 	jobs    chan *job
