@@ -121,6 +121,7 @@ func runReport(ctx context.Context, e *env, c reportConfig) (err error) {
 		Dialects: postfixnotes.Dialects(c.dialects, agg),
 		MTA:      c.mta,
 		Handler:  agg,
+		Recycle:  true, // the Aggregator keeps no record, only strings
 	})
 	if err != nil {
 		return exitError{code: 2, msg: err.Error()}

@@ -53,3 +53,13 @@ type Prepared interface {
 	// parse may share.
 	Prepare(i int, l *Line)
 }
+
+// A Recycler is a Correlator that can reuse the memory of the records it
+// emitted (their structs and slices, never their strings) once the Handler
+// is done with them: the Pipeline tells it so when PipelineOptions.Recycle
+// promises that the Handler keeps nothing of a record but its strings.
+type Recycler interface {
+	Correlator
+	// Handled reports that every record emitted so far was handled.
+	Handled()
+}

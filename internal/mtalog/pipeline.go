@@ -46,6 +46,9 @@ type CorrelatorOptions struct {
 	// reached the least recently seen is flushed as incomplete. 0 means
 	// DefaultMaxOpen.
 	MaxOpen int
+	// Recycle: a Recycler may reuse the memory of handled records (set
+	// by the Pipeline from PipelineOptions.Recycle).
+	Recycle bool
 }
 
 // DefaultMaxOpen is the default bound on open messages per correlator.
@@ -125,6 +128,11 @@ type PipelineOptions struct {
 	FlushAfter time.Duration
 	// Correlator options passed to every dialect.
 	Correlator CorrelatorOptions
+	// Recycle promises that the Handler keeps nothing of a record after
+	// Handle returns but its strings: no pointer to it, its slices or
+	// what it points to. Correlators that are Recyclers then reuse the
+	// memory of handled records.
+	Recycle bool
 }
 
 // DefaultFlushAfter is how long an idle message is kept open by default;
@@ -246,7 +254,9 @@ func DialectNames(ds []Dialect) []string {
 
 func (p *Pipeline) correlator(i int) Correlator {
 	if p.corrs[i] == nil {
-		p.corrs[i] = p.opt.Dialects[i].New(p.opt.Correlator)
+		o := p.opt.Correlator
+		o.Recycle = p.opt.Recycle
+		p.corrs[i] = p.opt.Dialects[i].New(o)
 	}
 	return p.corrs[i]
 }
@@ -358,6 +368,9 @@ func (p *Pipeline) feedPrepared(ctx context.Context, l *Line, b *lineBatch, k in
 
 // drain hands the records emitted so far to the Handler.
 func (p *Pipeline) drain(ctx context.Context) {
+	if len(p.pending) == 0 {
+		return
+	}
 	for i, r := range p.pending {
 		if p.err == nil {
 			p.stats.Records++
@@ -368,6 +381,13 @@ func (p *Pipeline) drain(ctx context.Context) {
 		p.pending[i] = nil
 	}
 	p.pending = p.pending[:0]
+	if p.opt.Recycle && p.err == nil {
+		for _, c := range p.corrs {
+			if r, ok := c.(Recycler); ok {
+				r.Handled()
+			}
+		}
+	}
 }
 
 func (p *Pipeline) unparsed(l *Line) {

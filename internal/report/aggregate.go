@@ -118,7 +118,9 @@ type codeStat struct {
 }
 
 // Aggregator accumulates records into a Report. It is a record.Handler and
-// is not safe for concurrent use.
+// is not safe for concurrent use. Of a record it handles it keeps nothing
+// but strings, so a Pipeline may recycle records for it
+// (mtalog.PipelineOptions.Recycle).
 type Aggregator struct {
 	opt Options
 	key []byte // scratch for composite table keys

@@ -67,6 +67,7 @@ type message struct {
 	members  []string     // queue IDs of this story
 	loopback bool         // arrived from a loopback client: may be a re-injected copy
 	emitted  bool         // emitted or merged; stale in lingering queue
+	inLinger bool         // in Correlator.lingering, so not to be recycled
 	hops     map[int]bool // deliveries that handed the message to a content filter
 	// rcptIdx maps a recipient to its index in rec.RcptTo once there are
 	// too many to search; nil before.
@@ -105,6 +106,86 @@ type Correlator struct {
 	// line and its event need not move to the heap.
 	obsLine  mtalog.Line
 	obsEvent Event
+	// With CorrelatorOptions.Recycle, the messages and sessions emitted
+	// and not yet known to be handled (see Handled), and those whose
+	// memory is free for new ones.
+	recycle  bool
+	handed   []*message
+	handedS  []*session
+	freeMsgs []*message
+	freeSess []*session
+}
+
+// Bounds of recycling: free structs kept, and the capacity of a slice
+// kept for reuse.
+const (
+	maxFree     = 1024
+	maxReuseCap = 64
+)
+
+var _ mtalog.Recycler = (*Correlator)(nil)
+
+// Handled reports that the records emitted so far were handled; with
+// CorrelatorOptions.Recycle their memory is reused (mtalog.Recycler).
+func (c *Correlator) Handled() {
+	for i, m := range c.handed {
+		if len(c.freeMsgs) < maxFree {
+			c.freeMsgs = append(c.freeMsgs, m)
+		}
+		c.handed[i] = nil
+	}
+	c.handed = c.handed[:0]
+	for i, s := range c.handedS {
+		if len(c.freeSess) < maxFree {
+			c.freeSess = append(c.freeSess, s)
+		}
+		c.handedS[i] = nil
+	}
+	c.handedS = c.handedS[:0]
+}
+
+// reuse returns s emptied for reuse when its capacity is small enough,
+// else nil.
+func reuse[T any](s []T) []T {
+	if cap(s) > maxReuseCap {
+		return nil
+	}
+	return s[:0]
+}
+
+// newMessage returns an empty message, recycled when one is free.
+func (c *Correlator) newMessage() *message {
+	n := len(c.freeMsgs)
+	if n == 0 {
+		return &message{}
+	}
+	m := c.freeMsgs[n-1]
+	c.freeMsgs[n-1] = nil
+	c.freeMsgs = c.freeMsgs[:n-1]
+	*m = message{
+		rec: record.Record{
+			Deliveries: reuse(m.rec.Deliveries), RcptTo: reuse(m.rec.RcptTo), Flags: reuse(m.rec.Flags),
+			Anomalies: reuse(m.rec.Anomalies), RejectedRcpt: reuse(m.rec.RejectedRcpt),
+		},
+		members: reuse(m.members),
+	}
+	return m
+}
+
+// newSession returns an empty session, recycled when one is free.
+func (c *Correlator) newSession() *session {
+	n := len(c.freeSess)
+	if n == 0 {
+		return &session{}
+	}
+	s := c.freeSess[n-1]
+	c.freeSess[n-1] = nil
+	c.freeSess = c.freeSess[:n-1]
+	*s = session{
+		rec:      record.Record{Flags: reuse(s.rec.Flags), Errors: reuse(s.rec.Errors), Anomalies: reuse(s.rec.Anomalies)},
+		warnings: reuse(s.warnings),
+	}
+	return s
 }
 
 // maxInterned bounds an interner; when it is full it starts afresh.
@@ -148,6 +229,7 @@ func NewCorrelator(o mtalog.CorrelatorOptions) *Correlator {
 	}
 	return &Correlator{
 		maxOpen:  o.MaxOpen,
+		recycle:  o.Recycle,
 		msgs:     map[key]*message{},
 		sessions: map[sessKey]*session{},
 		outTLS:   map[sessKey]smtpTLS{},
@@ -299,10 +381,9 @@ func (c *Correlator) session(l mtalog.Line, e *Event) *session {
 	s, ok := c.sessions[k]
 	if !ok {
 		k.host = c.strs.get(l.Host)
-		s = &session{rec: record.Record{
-			Type: record.TypeSession, Source: record.SourcePostfix, Host: k.host,
-			Timestamp: l.Time, Flags: []string{FlagIncomplete},
-		}}
+		s = c.newSession()
+		s.rec.Type, s.rec.Source, s.rec.Host = record.TypeSession, record.SourcePostfix, k.host
+		s.rec.Timestamp, s.rec.Flags = l.Time, append(s.rec.Flags, FlagIncomplete)
 		c.sessions[k] = s
 	}
 	if s.rec.ClientIP == "" && e.ClientIP != "" {
@@ -319,7 +400,7 @@ func (c *Correlator) connect(l mtalog.Line, e *Event, emit func(*record.Record))
 		c.emitSession(old, emit)
 	}
 	s := c.session(l, e)
-	s.rec.Flags = nil
+	s.rec.Flags = s.rec.Flags[:0]
 	c.seq++
 	s.rec.SessionID = sessionID(l, c.seq)
 }
@@ -421,7 +502,9 @@ func (c *Correlator) emitSession(s *session, emit func(*record.Record)) {
 		s.rec.DurationMS = record.MS(s.rec.End.Sub(s.rec.Timestamp))
 	}
 	emit(&s.rec) // s is done with
-
+	if c.recycle {
+		c.handedS = append(c.handedS, s)
+	}
 }
 
 func (c *Correlator) client(l mtalog.Line, e *Event) {
@@ -459,15 +542,10 @@ func (c *Correlator) lookupOrNew(l mtalog.Line, qid string) (*message, bool) {
 		return m, false
 	}
 	host, q := c.strs.get(l.Host), strings.Clone(qid)
-	m := &message{
-		rec: record.Record{
-			Type: record.TypeMessage, Source: record.SourcePostfix, Host: host,
-			Timestamp: l.Time, QueueID: q,
-		},
-		open:    1,
-		last:    l.Time,
-		members: []string{q},
-	}
+	m := c.newMessage()
+	m.rec.Type, m.rec.Source, m.rec.Host = record.TypeMessage, record.SourcePostfix, host
+	m.rec.Timestamp, m.rec.QueueID = l.Time, q
+	m.open, m.last, m.members = 1, l.Time, append(m.members, q)
 	c.msgs[key{host, q}] = m
 	return m, true
 }
@@ -707,6 +785,7 @@ func (c *Correlator) finish(m *message, t time.Time, emit func(*record.Record)) 
 func (c *Correlator) complete(m *message, t time.Time, emit func(*record.Record)) {
 	if m.loopback && len(m.members) == 1 && len(c.lingering) < c.maxOpen {
 		m.doneAt = t
+		m.inLinger = true
 		c.lingering = append(c.lingering, m)
 		return
 	}
@@ -721,6 +800,7 @@ func (c *Correlator) expireLingering(emit func(*record.Record)) {
 			break
 		}
 		if !m.emitted {
+			m.inLinger = false // it leaves the queue: it may be recycled
 			c.emitMessage(m, false, emit)
 		}
 		c.lingering[i] = nil
@@ -738,6 +818,9 @@ func (c *Correlator) emitMessage(m *message, incomplete bool, emit func(*record.
 	m.emitted = true
 	// m is done with: its record is emitted as it is.
 	r := &m.rec
+	if c.recycle && !m.inLinger {
+		c.handed = append(c.handed, m)
+	}
 	if incomplete {
 		r.Flags = appendFlag(r.Flags, FlagIncomplete)
 	}
@@ -839,6 +922,7 @@ func (c *Correlator) Flush(before time.Time, emit func(*record.Record)) {
 	defer c.findOldest()
 	for _, m := range c.lingering {
 		if m != nil && !m.emitted && (all || m.doneAt.Before(before)) {
+			m.inLinger = !all // all: the queue is let go below
 			c.emitMessage(m, false, emit)
 		}
 	}

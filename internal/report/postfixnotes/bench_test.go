@@ -34,6 +34,7 @@ func BenchmarkReport(b *testing.B) {
 		p, err := mtalog.NewPipeline(mtalog.PipelineOptions{
 			Dialects: postfixnotes.Dialects([]mtalog.Dialect{postfix.Dialect()}, agg),
 			Handler:  agg,
+			Recycle:  true,
 		})
 		if err != nil {
 			b.Fatal(err)
