@@ -42,9 +42,10 @@ const (
 
 // Observer sees the diagnostic lines the correlator understood (warning,
 // error, fatal and panic lines: Event.Level is set) and the master
-// daemon's, with their parsed Event, before they are correlated. The
-// Event's strings share the line's memory: clone what is kept. Reports use
-// it for the facts records do not carry.
+// daemon's, with their parsed Event, before they are correlated. Both are
+// the correlator's, valid during the call only, and the Event's strings
+// share the line's memory: clone what is kept. Reports use it for the
+// facts records do not carry.
 type Observer func(l *mtalog.Line, e *Event)
 
 type key struct {
@@ -102,10 +103,9 @@ type Correlator struct {
 	// session and of every outbound TLS entry, and before the completion of
 	// every lingering message, so that Flush has nothing to do before it.
 	oldest time.Time
-	// obsLine and obsEvent hold what the observer is shown, so that the
-	// line and its event need not move to the heap.
-	obsLine  mtalog.Line
-	obsEvent Event
+	// feedLine and feedEvent hold a line Feed is given and its parse.
+	feedLine  mtalog.Line
+	feedEvent Event
 	// With CorrelatorOptions.Recycle, the messages and sessions emitted
 	// and not yet known to be handled (see Handled), and those whose
 	// memory is free for new ones.
@@ -243,8 +243,13 @@ var _ mtalog.PreparedFeeder = (*Correlator)(nil)
 
 // Feed consumes one line; see mtalog.Correlator.
 func (c *Correlator) Feed(l mtalog.Line, emit func(*record.Record)) bool {
-	e := Parse(l.Program, l.Message)
-	return c.feed(&l, &e, emit)
+	// The line and its parse live in the correlator, not on the heap of
+	// their own (the observer is shown pointers to them), and are let go.
+	c.feedLine = l
+	parseInto(&c.feedEvent, l.Program, l.Message)
+	ok := c.feed(&c.feedLine, &c.feedEvent, emit)
+	c.feedLine, c.feedEvent = mtalog.Line{}, Event{}
+	return ok
 }
 
 // FeedPrepared consumes a line parsed ahead (Dialect's NewPrepared); see
@@ -253,8 +258,8 @@ func (c *Correlator) FeedPrepared(l *mtalog.Line, p mtalog.Prepared, i int, emit
 	return c.feed(l, &p.(events)[i], emit)
 }
 
-// feed consumes l, parsed as e. Neither may escape: the observer is shown
-// copies.
+// feed consumes l, parsed as e. Neither may escape but to the observer,
+// which must not keep them.
 func (c *Correlator) feed(lp *mtalog.Line, e *Event, emit func(*record.Record)) bool {
 	l := *lp
 	c.seen(l.Time)
@@ -266,9 +271,7 @@ func (c *Correlator) feed(lp *mtalog.Line, e *Event, emit func(*record.Record)) 
 		return false
 	}
 	if c.observe != nil && (e.Level != "" || e.Daemon == "master") {
-		c.obsLine, c.obsEvent = l, *e
-		c.observe(&c.obsLine, &c.obsEvent)
-		c.obsLine, c.obsEvent = mtalog.Line{}, Event{}
+		c.observe(lp, e)
 	}
 	switch e.Kind {
 	case KindConnect:
