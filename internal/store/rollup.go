@@ -95,9 +95,8 @@ func (a *agg) record(i int64, typ, status string, code int64, tls bool, latency 
 	}
 }
 
-// add adds o to a, moving o's series slots by shift (o's slot i becomes
-// slot(i) in a).
-func (a *agg) add(o *agg, slotOf func(int64) int64) {
+// add adds o to a.
+func (a *agg) add(o *agg) {
 	a.messages += o.messages
 	a.sessions += o.sessions
 	a.authFailures += o.authFailures
@@ -105,51 +104,32 @@ func (a *agg) add(o *agg, slotOf func(int64) int64) {
 	a.permanent += o.permanent
 	a.tlsYes += o.tlsYes
 	a.tlsNo += o.tlsNo
-	for k, n := range o.series {
-		if slotOf != nil {
-			k.i = slotOf(k.i)
-		}
-		a.series[k] += n
-	}
-	for k, n := range o.codes {
-		a.codes[k] += n
-	}
-	for k, n := range o.senders {
-		a.senders[k] += n
-	}
-	for k, n := range o.rcpts {
-		a.rcpts[k] += n
-	}
-	for k, n := range o.lat {
-		a.lat[k] += n
+	addCounts(a.series, o.series)
+	addCounts(a.codes, o.codes)
+	addCounts(a.senders, o.senders)
+	addCounts(a.rcpts, o.rcpts)
+	addCounts(a.lat, o.lat)
+}
+
+func addCounts[K comparable](dst, src map[K]int64) {
+	for k, n := range src {
+		dst[k] += n
 	}
 }
 
 // prune drops the keys whose counts came to zero.
 func (a *agg) prune() {
-	for k, n := range a.series {
+	dropZeros(a.series)
+	dropZeros(a.codes)
+	dropZeros(a.senders)
+	dropZeros(a.rcpts)
+	dropZeros(a.lat)
+}
+
+func dropZeros[K comparable](m map[K]int64) {
+	for k, n := range m {
 		if n == 0 {
-			delete(a.series, k)
-		}
-	}
-	for k, n := range a.codes {
-		if n == 0 {
-			delete(a.codes, k)
-		}
-	}
-	for k, n := range a.senders {
-		if n == 0 {
-			delete(a.senders, k)
-		}
-	}
-	for k, n := range a.rcpts {
-		if n == 0 {
-			delete(a.rcpts, k)
-		}
-	}
-	for k, n := range a.lat {
-		if n == 0 {
-			delete(a.lat, k)
+			delete(m, k)
 		}
 	}
 }

@@ -201,7 +201,7 @@ func (s *Store) scanSpans(ctx context.Context, lo, bucket int64, spans [][2]int6
 		total = newAgg()
 	}
 	for _, a := range aggs[:len(aggs)-1] {
-		total.add(a, nil)
+		total.add(a)
 	}
 	return total, nil
 }
