@@ -94,11 +94,8 @@ func (p *Pipeline) canSnapshot() bool {
 // restore sets a fresh p's state from a snapshot.
 func (p *Pipeline) restore(b []byte) error {
 	var s pipelineSnapshot
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("mtalog: snapshot: %w", err)
-	}
-	if s.V != pipelineSnapshotVersion {
-		return fmt.Errorf("mtalog: snapshot version %d, want %d", s.V, pipelineSnapshotVersion)
+	if err := DecodeSnapshot("mtalog: pipeline", b, &s, pipelineSnapshotVersion, func() int { return s.V }); err != nil {
+		return err
 	}
 	index := func(name string) (int, error) {
 		for i, d := range p.opt.Dialects {
@@ -136,6 +133,19 @@ func (p *Pipeline) restore(b []byte) error {
 			return fmt.Errorf("mtalog: restore %s: %w", name, err)
 		}
 		p.corrs[i] = c
+	}
+	return nil
+}
+
+// DecodeSnapshot unmarshals a JSON snapshot into s and checks that the
+// version it holds (version reads it after decoding) is want. name, e.g.
+// "postfix", begins every error.
+func DecodeSnapshot(name string, b []byte, s any, want int, version func() int) error {
+	if err := json.Unmarshal(b, s); err != nil {
+		return fmt.Errorf("%s snapshot: %w", name, err)
+	}
+	if v := version(); v != want {
+		return fmt.Errorf("%s snapshot: version %d, want %d", name, v, want)
 	}
 	return nil
 }

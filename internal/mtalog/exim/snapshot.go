@@ -87,11 +87,8 @@ func (c *Correlator) Snapshot() ([]byte, error) {
 // options of the snapshotted one.
 func (c *Correlator) Restore(b []byte) error {
 	var s snapshot
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("exim snapshot: %w", err)
-	}
-	if s.V != snapshotVersion {
-		return fmt.Errorf("exim snapshot: version %d, want %d", s.V, snapshotVersion)
+	if err := mtalog.DecodeSnapshot("exim", b, &s, snapshotVersion, func() int { return s.V }); err != nil {
+		return err
 	}
 	if len(c.msgs) > 0 || len(c.sessions) > 0 || len(c.held) > 0 || len(c.seen) > 0 || c.lastOK {
 		return fmt.Errorf("exim snapshot: restore into a correlator in use")

@@ -66,11 +66,8 @@ func (c *Correlator) Snapshot() ([]byte, error) {
 // Restore implements mtalog.Snapshotter; c must be fresh.
 func (c *Correlator) Restore(b []byte) error {
 	var s snapshot
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("opensmtpd snapshot: %w", err)
-	}
-	if s.V != snapshotVersion {
-		return fmt.Errorf("opensmtpd snapshot: version %d, want %d", s.V, snapshotVersion)
+	if err := mtalog.DecodeSnapshot("opensmtpd", b, &s, snapshotVersion, func() int { return s.V }); err != nil {
+		return err
 	}
 	if len(c.sessions) > 0 || len(c.msgs) > 0 {
 		return fmt.Errorf("opensmtpd snapshot: restore into a correlator in use")

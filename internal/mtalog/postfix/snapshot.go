@@ -133,11 +133,8 @@ func (c *Correlator) Snapshot() ([]byte, error) {
 // Restore implements mtalog.Snapshotter; c must be fresh.
 func (c *Correlator) Restore(b []byte) error {
 	var s snapshot
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("postfix snapshot: %w", err)
-	}
-	if s.V != snapshotVersion {
-		return fmt.Errorf("postfix snapshot: version %d, want %d", s.V, snapshotVersion)
+	if err := mtalog.DecodeSnapshot("postfix", b, &s, snapshotVersion, func() int { return s.V }); err != nil {
+		return err
 	}
 	if len(c.msgs) > 0 || len(c.sessions) > 0 || len(c.outTLS) > 0 || len(c.lingering) > 0 {
 		return fmt.Errorf("postfix snapshot: restore into a correlator in use")

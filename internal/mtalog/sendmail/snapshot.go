@@ -62,11 +62,8 @@ func (c *Correlator) Snapshot() ([]byte, error) {
 // Restore implements mtalog.Snapshotter; c must be fresh.
 func (c *Correlator) Restore(b []byte) error {
 	var s snapshot
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("sendmail snapshot: %w", err)
-	}
-	if s.V != snapshotVersion {
-		return fmt.Errorf("sendmail snapshot: version %d, want %d", s.V, snapshotVersion)
+	if err := mtalog.DecodeSnapshot("sendmail", b, &s, snapshotVersion, func() int { return s.V }); err != nil {
+		return err
 	}
 	if len(c.msgs) > 0 || len(c.conns) > 0 {
 		return fmt.Errorf("sendmail snapshot: restore into a correlator in use")
