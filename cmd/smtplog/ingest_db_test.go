@@ -159,20 +159,7 @@ func TestIngestFollowDBKill9(t *testing.T) {
 	got := normalise(query("SELECT body FROM records"))
 	if !slices.Equal(got, want) {
 		t.Errorf("the store holds %d records, want %d (each once)", len(got), len(want))
-		seen := map[string]int{}
-		for _, g := range got {
-			seen[g]++
-		}
-		for _, r := range want {
-			seen[r]--
-		}
-		n := 0
-		for r, c := range seen {
-			if c != 0 && n < 5 {
-				t.Errorf("count off by %+d: %s", c, r)
-				n++
-			}
-		}
+		reportCountDiffs(t, got, want)
 	}
 	if len(want) < 100 {
 		t.Errorf("weak fixture: %d records", len(want))

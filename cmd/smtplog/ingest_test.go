@@ -393,6 +393,26 @@ func (w *followWriter) expected(t *testing.T) ([]string, []string) {
 // restarted follower numbers sessions afresh.
 var seqID = regexp.MustCompile(`("session_id":"pf-[^"]*)-[0-9]+"`)
 
+// reportCountDiffs names up to five records that got holds more or fewer
+// times than want.
+func reportCountDiffs(t *testing.T, got, want []string) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, g := range got {
+		seen[g]++
+	}
+	for _, r := range want {
+		seen[r]--
+	}
+	n := 0
+	for r, c := range seen {
+		if c != 0 && n < 5 {
+			t.Errorf("count off by %+d: %s", c, r)
+			n++
+		}
+	}
+}
+
 func normalise(jsonl string) []string {
 	return sortedLines(seqID.ReplaceAllString(jsonl, `$1"`))
 }
@@ -407,20 +427,7 @@ func checkFollowOutput(t *testing.T, w *followWriter, out, un string) {
 	got, gotUn := normalise(string(gotB)), sortedLines(string(unB))
 	if !slices.Equal(got, wantRecs) {
 		t.Errorf("%d records, want %d (each once)", len(got), len(wantRecs))
-		seen := map[string]int{}
-		for _, g := range got {
-			seen[g]++
-		}
-		for _, r := range wantRecs {
-			seen[r]--
-		}
-		n := 0
-		for r, c := range seen {
-			if c != 0 && n < 5 {
-				t.Errorf("count off by %+d: %s", c, r)
-				n++
-			}
-		}
+		reportCountDiffs(t, got, wantRecs)
 	}
 	if !slices.Equal(gotUn, wantUn) {
 		t.Errorf("unparsed lines: got %d, want %d:\n%s", len(gotUn), len(wantUn), unB)
