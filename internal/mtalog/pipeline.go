@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"runtime/debug"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/smtplog/smtplog/internal/record"
@@ -391,7 +389,8 @@ func (p *Pipeline) drain(ctx context.Context) {
 }
 
 func (p *Pipeline) unparsed(l *Line) {
-	// m[k]++ would store k, a string of the line, as the key anew.
+	// m[k]++ would store k, a string of the line, as the key anew, and
+	// keep the line's chunk alive.
 	if n, ok := p.unparsedN[l.Program]; ok {
 		*n++
 	} else {
@@ -427,11 +426,10 @@ func (p *Pipeline) Flush(ctx context.Context, before time.Time) error {
 // src reads files (FileSource, Merge, ReaderSource), reading, splitting and
 // prefix parsing run on a goroutine of their own, a batch of lines ahead
 // of the correlators.
-func (p *Pipeline) Run(ctx context.Context, src Source) (err error) {
+func (p *Pipeline) Run(ctx context.Context, src Source) error {
+	var err error
 	if bs, ok := src.(batchSource); ok {
-		var held heldMemory
-		defer held.release()
-		err = p.runBatches(ctx, bs, &held)
+		err = p.runBatches(ctx, bs)
 	} else {
 		var ferr error
 		err = src.Lines(ctx, func(l Line) bool {
@@ -446,51 +444,6 @@ func (p *Pipeline) Run(ctx context.Context, src Source) (err error) {
 		return err
 	}
 	return p.Flush(context.WithoutCancel(ctx), time.Time{})
-}
-
-// heldMemory is what the lines of a batchSource share and must be given
-// back once they are done with: files mapped into memory.
-type heldMemory struct {
-	mu       sync.Mutex
-	releases []func()
-}
-
-func (h *heldMemory) hold(release func()) {
-	h.mu.Lock()
-	h.releases = append(h.releases, release)
-	h.mu.Unlock()
-}
-
-// any reports whether something is held.
-func (h *heldMemory) any() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.releases) > 0
-}
-
-func (h *heldMemory) release() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, f := range h.releases {
-		f()
-	}
-	h.releases = nil
-}
-
-// memoryFault turns a fault on reading a file mapped into memory (the file
-// was truncated while it was read) into an error; any other panic goes on.
-// Deferred by the goroutines that touch lines, under
-// debug.SetPanicOnFault.
-func memoryFault(held *heldMemory, err *error) {
-	r := recover()
-	if r == nil {
-		return
-	}
-	if e, ok := r.(interface{ Addr() uintptr }); ok && held.any() {
-		*err = fmt.Errorf("mtalog: reading a file: it changed while it was read (fault at %#x): %v", e.Addr(), r)
-		return
-	}
-	panic(r)
 }
 
 // Batches in flight between the reading goroutine and Run: one being
@@ -563,11 +516,7 @@ func (p *Pipeline) prepare(b *lineBatch) {
 
 // runBatches reads src on a goroutine of its own and feeds its batches in
 // order. It returns the first error: the Handler's, else src's.
-func (p *Pipeline) runBatches(ctx context.Context, src batchSource, held *heldMemory) (err error) {
-	// Lines may share a file mapped into memory: a fault on reading it
-	// (the file truncated meanwhile) is an error, not a crash.
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer memoryFault(held, &err)
+func (p *Pipeline) runBatches(ctx context.Context, src batchSource) error {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	const n = runBatchQueue + 2
@@ -590,7 +539,6 @@ func (p *Pipeline) runBatches(ctx context.Context, src batchSource, held *heldMe
 				srcErr = fmt.Errorf("mtalog: reading lines: panic: %v", r)
 			}
 		}()
-		debug.SetPanicOnFault(true)
 		cur := p.newBatch()
 		srcErr = src.batches(rctx, cur.lines, func(lines []Line) ([]Line, bool) {
 			cur.lines = lines
@@ -608,7 +556,7 @@ func (p *Pipeline) runBatches(ctx context.Context, src batchSource, held *heldMe
 			case <-rctx.Done():
 				return nil, false
 			}
-		}, held.hold)
+		})
 	}()
 	var ferr error
 	for b := range full {

@@ -101,23 +101,7 @@ type lineReader struct {
 	lastT   time.Time
 	cut     string // the kept beginning of an over-long line
 	pending []byte
-	// mapped is the not yet chunked rest of a file mapped into memory
-	// (FileSource), when fromMap is set: chunks are cut from it in place,
-	// nothing is read or copied.
-	mapped  string
-	fromMap bool
-	mapData []byte // the whole mapping
-	dropped int    // mapData[:dropped] was let go from memory (dropMapped)
 }
-
-// Of a mapped file, the part read more than mapKeep bytes ago is let go
-// from memory every mapDrop bytes, so that the reader's resident memory
-// does not grow with the file. A line still in use there stays valid: its
-// page is read from the file again.
-const (
-	mapKeep = 4 << 20
-	mapDrop = 16 << 20
-)
 
 func newLineReader(r io.Reader, opt ReaderOptions) *lineReader {
 	if opt.Parse == nil {
@@ -134,15 +118,6 @@ func newLineReader(r io.Reader, opt ReaderOptions) *lineReader {
 		size = opt.MaxLine + 1
 	}
 	return &lineReader{r: r, opt: opt, size: size}
-}
-
-// newMappedLineReader returns a lineReader of data, a file's content
-// mapped into memory, which must stay mapped, unchanged, while any line
-// of it is in use.
-func newMappedLineReader(data []byte, opt ReaderOptions) *lineReader {
-	lr := newLineReader(nil, opt)
-	lr.mapped, lr.fromMap, lr.mapData = unsafe.String(&data[0], len(data)), true, data
-	return lr
 }
 
 // appendBatch appends to b, up to its capacity, the lines read so far, or
@@ -213,9 +188,6 @@ func (lr *lineReader) fill() bool {
 	if lr.err != nil {
 		return false
 	}
-	if lr.fromMap {
-		return lr.fillMapped()
-	}
 	buf := lr.buf
 	if buf == nil { // the last one is shared by a chunk: never write to it again
 		buf = make([]byte, 0, lr.size)
@@ -271,34 +243,6 @@ func (lr *lineReader) fill() bool {
 	}
 }
 
-// fillMapped is fill of a mapped file: the next chunk of about lr.size
-// bytes of whole lines (make cuts an over-long line at MaxLine).
-func (lr *lineReader) fillMapped() bool {
-	rest := lr.mapped
-	if rest == "" {
-		lr.err = io.EOF
-		return false
-	}
-	end := len(rest)
-	if end > lr.size {
-		if i := strings.LastIndexByte(rest[:lr.size], '\n'); i >= 0 {
-			end = i + 1
-		} else if i := strings.IndexByte(rest[lr.size:], '\n'); i >= 0 {
-			end = lr.size + i + 1
-		}
-	}
-	lr.chunk, lr.mapped = rest[:end], rest[end:]
-	if read := len(lr.mapData) - len(lr.mapped); read-lr.dropped >= mapDrop+mapKeep {
-		to := (read - mapKeep) &^ (os.Getpagesize() - 1)
-		dropMapped(lr.mapData[lr.dropped:to])
-		lr.dropped = to
-	}
-	if s := lr.opt.Stats; s != nil {
-		atomic.AddInt64(&s.Bytes, int64(end))
-	}
-	return true
-}
-
 func (lr *lineReader) emitCut(buf []byte) {
 	n := len(buf)
 	if n > lr.opt.MaxLine {
@@ -315,11 +259,8 @@ type batchSource interface {
 	Source
 	// batches fills b (empty, with room for lines) and calls yield with it,
 	// in order, until the end of input; yield returns the next empty slice
-	// to fill, or false to stop. The lines may share memory that must be
-	// given back once none of them is in use any more: batches then passes
-	// hold a function that does it, for the consumer to call when it is
-	// done with every line (after batches returned).
-	batches(ctx context.Context, b []Line, yield func([]Line) ([]Line, bool), hold func(release func())) error
+	// to fill, or false to stop.
+	batches(ctx context.Context, b []Line, yield func([]Line) ([]Line, bool)) error
 }
 
 // ReaderSource reads lines from r, gunzipping it when it is gzip data.
@@ -370,16 +311,11 @@ func (s readerSource) Lines(ctx context.Context, yield func(Line) bool) error {
 	return s.end(lr)
 }
 
-func (s readerSource) batches(ctx context.Context, b []Line, yield func([]Line) ([]Line, bool), _ func(func())) error {
+func (s readerSource) batches(ctx context.Context, b []Line, yield func([]Line) ([]Line, bool)) error {
 	lr, err := s.open()
 	if err != nil {
 		return err
 	}
-	return s.batchesOf(ctx, lr, b, yield)
-}
-
-// batchesOf is batches of the lines of lr.
-func (s readerSource) batchesOf(ctx context.Context, lr *lineReader, b []Line, yield func([]Line) ([]Line, bool)) error {
 	for {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -442,43 +378,13 @@ func (f FileSource) Lines(ctx context.Context, yield func(Line) bool) error {
 
 var _ batchSource = FileSource{}
 
-// batches reads a regular file through a read-only memory mapping of it
-// instead of copying it (read(2) into buffers): lines share the mapping,
-// which hold gives back. Standard input, pipes, devices, empty and gzip
-// files are read.
-func (f FileSource) batches(ctx context.Context, b []Line, yield func([]Line) ([]Line, bool), hold func(func())) error {
+func (f FileSource) batches(ctx context.Context, b []Line, yield func([]Line) ([]Line, bool)) error {
 	rc, ref, err := f.open()
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	if fh, ok := rc.(*os.File); ok && hold != nil {
-		if data := mapRegular(fh); data != nil {
-			hold(func() { unmapFile(data) })
-			src := readerSource{opt: f.opts(ref)}
-			lr := newMappedLineReader(data, src.opt)
-			return src.batchesOf(ctx, lr, b, yield)
-		}
-	}
-	return readerSource{r: rc, opt: f.opts(ref)}.batches(ctx, b, yield, nil)
-}
-
-// mapRegular maps fh into memory when it is a regular, non-empty file
-// that is not gzip data; otherwise (or when mapping fails) it returns nil.
-func mapRegular(fh *os.File) []byte {
-	st, err := fh.Stat()
-	if err != nil || !st.Mode().IsRegular() || st.Size() <= 0 || st.Size() != int64(int(st.Size())) {
-		return nil
-	}
-	data, err := mapFile(fh, int(st.Size()))
-	if err != nil {
-		return nil
-	}
-	if bytes.HasPrefix(data, gzipMagic) {
-		unmapFile(data)
-		return nil
-	}
-	return data
+	return readerSource{r: rc, opt: f.opts(ref)}.batches(ctx, b, yield)
 }
 
 // Merge yields the lines of several files in time order: at each step the
@@ -508,7 +414,7 @@ var _ batchSource = mergeSource(nil)
 
 // batches collects the merged lines into batches; the files are all
 // regular files, read to their end, so a batch holds back no live line.
-func (files mergeSource) batches(ctx context.Context, b []Line, yield func([]Line) ([]Line, bool), _ func(func())) error {
+func (files mergeSource) batches(ctx context.Context, b []Line, yield func([]Line) ([]Line, bool)) error {
 	more := true
 	err := files.Lines(ctx, func(l Line) bool {
 		b = append(b, l)
