@@ -80,6 +80,7 @@ func newRoot(e *env) *cobra.Command {
 	root.AddCommand(newPruneCmd(e))
 	root.AddCommand(newIngestCmd(e))
 	root.AddCommand(newReportCmd(e))
+	root.AddCommand(newPcapCmd(e))
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		return applyConfig(cmd, e)
 	}
