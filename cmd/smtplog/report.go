@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/smtplog/smtplog/internal/mtalog"
+	"github.com/smtplog/smtplog/internal/record"
 	"github.com/smtplog/smtplog/internal/report"
 	"github.com/smtplog/smtplog/internal/report/postfixnotes"
 )
@@ -27,20 +28,31 @@ func newReportCmd(e *env) *cobra.Command {
 		maxLine  int
 		progress string
 		cpuProf  string
+		db       string
 	)
 	cmd := &cobra.Command{
-		Use:   "report [flags] FILE...|-",
+		Use:   "report [flags] FILE...|- | --db PATH",
 		Short: "Summarise MTA logs like pflogsumm, with latency percentiles and failure codes",
 		Long: `Read MTA log files as "smtplog ingest" does (plain or gzip, "-" for standard
 input, several files merged in time order) and print a summary: pflogsumm's
 Grand Totals, per-day and per-hour traffic, top senders, recipients and
 domains, deferral, bounce and reject details, SASL, TLS and warnings, plus
 delivery latency percentiles, failures by enhanced status code and remote
-MTAs by failure rate. --format json prints the Grand Totals under "totals".`,
+MTAs by failure rate. --format json prints the Grand Totals under "totals".
+
+With --db, summarise the records a store holds instead (from every input:
+MTA logs, the relay, capture mode); the sections that only log lines give,
+warnings and unparsed lines, are then empty.`,
 		Example: `  smtplog report /var/log/mail.log
-  smtplog report --since 24h --format html -o report.html /var/log/mail.log.1 /var/log/mail.log`,
-		Args: cobra.MinimumNArgs(1),
+  smtplog report --since 24h --format html -o report.html /var/log/mail.log.1 /var/log/mail.log
+  smtplog report --db smtplog.db --since 168h`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case db != "" && len(args) > 0:
+				return exitError{code: 2, msg: "give log files or --db, not both"}
+			case db == "" && len(args) == 0:
+				return exitError{code: 2, msg: "give the log files to summarise (- for standard input), or --db PATH for a store"}
+			}
 			switch format {
 			case "text", "json", "html":
 			default:
@@ -85,6 +97,9 @@ MTAs by failure rate. --format json prints the Grand Totals under "totals".`,
 			if since > 0 {
 				opt.Since = time.Now().Add(-since)
 			}
+			if db != "" {
+				return runStoreReport(cmd.Context(), e, db, format, outPath, opt)
+			}
 			return runReport(cmd.Context(), e, reportConfig{
 				dialects: dialects, mta: mta, files: args, format: format, outPath: outPath,
 				opt: opt, maxLine: maxLine, progress: progress,
@@ -99,6 +114,7 @@ MTAs by failure rate. --format json prints the Grand Totals under "totals".`,
 	fs.IntVar(&top, "top", report.DefaultTop, "rows per top-N table (0: all)")
 	fs.IntVar(&maxLine, "max-line", mtalog.DefaultMaxLine, "longest log line kept whole, in bytes")
 	fs.StringVar(&progress, "progress", "auto", "progress on standard error: auto (on a terminal), always, never")
+	fs.StringVar(&db, "db", "", "summarise the records of this store (SQLite file) instead of log files")
 	fs.StringVar(&cpuProf, "cpu-profile", "", "write a Go CPU profile to this file until exit (for performance work)")
 	_ = fs.MarkHidden("cpu-profile")
 	return cmd
@@ -147,10 +163,34 @@ func runReport(ctx context.Context, e *env, c reportConfig) (err error) {
 	rep := agg.Report()
 	st := p.Stats()
 	rep.Input = &report.Input{Lines: st.Lines, Bytes: rs.stats.Bytes, Records: st.Records, Unparsed: st.Unparsed}
+	return outputReport(e, rep, c.format, c.outPath)
+}
 
+// runStoreReport summarises the records of the store at path.
+func runStoreReport(ctx context.Context, e *env, path, format, outPath string, opt report.Options) error {
+	st, err := openStoreForReading(ctx, path)
+	if err != nil {
+		return exitError{code: 1, msg: "report: " + err.Error()}
+	}
+	defer st.Close(context.WithoutCancel(ctx))
+	agg := report.New(opt)
+	var n int64
+	if err := st.Scan(ctx, opt.Since, time.Time{}, func(r *record.Record) error {
+		n++
+		return agg.Handle(ctx, r)
+	}); err != nil {
+		return exitError{code: 1, msg: fmt.Sprintf("report: %v", err)}
+	}
+	rep := agg.Report()
+	rep.Input = &report.Input{Records: n}
+	return outputReport(e, rep, format, outPath)
+}
+
+// outputReport writes rep to outPath ("-" or "" for standard output).
+func outputReport(e *env, rep *report.Report, format, outPath string) (err error) {
 	var out io.Writer = e.stdout
-	if c.outPath != "-" && c.outPath != "" {
-		fh, err := os.Create(c.outPath)
+	if outPath != "-" && outPath != "" {
+		fh, err := os.Create(outPath)
 		if err != nil {
 			return exitError{code: 1, msg: fmt.Sprintf("report: %v", err)}
 		}
@@ -161,7 +201,7 @@ func runReport(ctx context.Context, e *env, c reportConfig) (err error) {
 		}()
 		out = fh
 	}
-	if err := writeReport(out, rep, c.format); err != nil {
+	if err := writeReport(out, rep, format); err != nil {
 		return exitError{code: 1, msg: fmt.Sprintf("report: %v", err)}
 	}
 	return nil

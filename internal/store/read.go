@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/smtplog/smtplog/internal/query"
 	"github.com/smtplog/smtplog/internal/record"
@@ -200,4 +202,54 @@ func (s *Store) Count(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("store: count: %w", err)
 	}
 	return n, nil
+}
+
+// Scan calls fn with every record whose timestamp is in [from, to), oldest
+// first (by timestamp, then by insertion), without transcripts, until fn
+// returns an error, which Scan returns. A zero from or to leaves that end
+// open. It reads a page at a time, so the store's size does not matter to
+// memory, and records the writer commits meanwhile may or may not be seen.
+func (s *Store) Scan(ctx context.Context, from, to time.Time, fn func(*record.Record) error) error {
+	const page = 1000
+	lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
+	if !from.IsZero() {
+		lo = unixNano(from)
+	}
+	if !to.IsZero() {
+		hi = unixNano(to)
+	}
+	lastTS, lastID := lo, int64(-1)
+	for {
+		rows, err := s.r.QueryContext(ctx, `SELECT id, ts, body FROM records INDEXED BY records_ts
+			WHERE (ts, id) > (?, ?) AND ts < ? ORDER BY ts, id LIMIT ?`, lastTS, lastID, hi, page)
+		if err != nil {
+			return fmt.Errorf("store: scan: %w", err)
+		}
+		var batch []*record.Record
+		for rows.Next() {
+			var body []byte
+			r := new(record.Record)
+			if err := rows.Scan(&lastID, &lastTS, &body); err != nil {
+				rows.Close()
+				return fmt.Errorf("store: scan: %w", err)
+			}
+			if err := json.Unmarshal(body, r); err != nil {
+				rows.Close()
+				return fmt.Errorf("store: scan: record %d: %w", lastID, err)
+			}
+			batch = append(batch, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("store: scan: %w", err)
+		}
+		for _, r := range batch {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		if len(batch) < page {
+			return nil
+		}
+	}
 }

@@ -641,3 +641,54 @@ func TestOptionsValidate(t *testing.T) {
 		t.Error("opening in a missing directory succeeded")
 	}
 }
+
+// Scan gives every record in a range once, oldest first, across pages.
+func TestScan(t *testing.T) {
+	s := openTest(t, "", Options{})
+	recs := corpus()
+	fill(t, s, recs)
+	ctx := context.Background()
+	from, to := t0.Add(5*time.Hour), t0.Add(30*time.Hour)
+	want := 0
+	for _, r := range recs {
+		if !r.Timestamp.Before(from) && r.Timestamp.Before(to) {
+			want++
+		}
+	}
+	var got []*record.Record
+	if err := s.Scan(ctx, from, to, func(r *record.Record) error { got = append(got, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != want || want < 1000 {
+		t.Fatalf("scanned %d records, want %d (more than a page)", len(got), want)
+	}
+	seen := map[string]bool{}
+	for i, r := range got {
+		if r.Timestamp.Before(from) || !r.Timestamp.Before(to) {
+			t.Fatalf("record at %v outside [%v, %v)", r.Timestamp, from, to)
+		}
+		if i > 0 && r.Timestamp.Before(got[i-1].Timestamp) {
+			t.Fatalf("record %d at %v before its predecessor at %v", i, r.Timestamp, got[i-1].Timestamp)
+		}
+		k := r.Timestamp.String() + "|" + r.MessageID + "|" + r.SessionID + "|" + r.QueueID + "|" + string(r.Type)
+		if seen[k] && r.MessageID != "" {
+			t.Fatalf("record %s scanned twice", k)
+		}
+		seen[k] = true
+	}
+	var all int
+	if err := s.Scan(ctx, time.Time{}, time.Time{}, func(*record.Record) error { all++; return nil }); err != nil || all != len(recs) {
+		t.Fatalf("open range: %d records, %v; want %d", all, err, len(recs))
+	}
+	stop := errors.New("enough")
+	n := 0
+	if err := s.Scan(ctx, time.Time{}, time.Time{}, func(*record.Record) error {
+		n++
+		if n == 3 {
+			return stop
+		}
+		return nil
+	}); !errors.Is(err, stop) || n != 3 {
+		t.Errorf("fn's error: got %v after %d records", err, n)
+	}
+}
