@@ -1194,7 +1194,7 @@ func (c *Conversation) closeReason() (reason, why string) {
 			return record.CloseTimeout, c.last421
 		}
 		return record.CloseError, c.last421
-	case c.ph == phTLS && !cl.rst && !sv.rst:
+	case c.ph == phTLS:
 		return "", "" // QUIT, if any, was encrypted
 	case cl.ended && (!sv.ended || !sv.endTS.Before(cl.endTS)):
 		if cl.rst {

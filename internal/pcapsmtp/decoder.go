@@ -334,7 +334,16 @@ func (s *stream) Accept(tcp *layers.TCP, ci gopacket.CaptureInfo, dir reassembly
 		}
 	}
 	if tcp.RST {
-		s.rst[s.convDir(dir)] = true
+		d := s.convDir(dir)
+		s.rst[d] = true
+		if s.conv.halves[d].ended {
+			// The reassembler ignores a RST after this side's FIN, yet it
+			// ends the connection (a client that closed and was then sent
+			// more, as after a TLS close_notify).
+			s.conv.End(d, ci.Timestamp, true)
+			s.finish(endClosed)
+			return false
+		}
 	}
 	return true
 }
