@@ -627,7 +627,7 @@ func (c *Conversation) command() bool {
 		c.authMech = strings.ToUpper(mech)
 		c.authRound = 0
 		c.authResult = ""
-		if u := authUser(c.authMech, initial, 0); u != "" {
+		if u := smtpwire.AuthUser(c.authMech, initial, 0); u != "" {
 			c.authUser = u
 		}
 		p.kind = pkAuth
@@ -688,7 +688,7 @@ func (c *Conversation) authResponse() bool {
 	c.authRound++
 	if res == lineOK {
 		resp := string(line)
-		if u := authUser(c.authMech, resp, c.authRound); u != "" && c.authUser == "" {
+		if u := smtpwire.AuthUser(c.authMech, resp, c.authRound); u != "" && c.authUser == "" {
 			c.authUser = u
 		}
 		if resp == "*" {

@@ -1,4 +1,4 @@
-package pcapsmtp
+package smtpwire
 
 import (
 	"encoding/base64"
@@ -7,12 +7,11 @@ import (
 	"github.com/smtplog/smtplog/internal/record"
 )
 
-// authUser extracts the user name, and only the user name, from an AUTH
+// AuthUser extracts the user name, and only the user name, from an AUTH
 // response (RFC 4616 PLAIN, LOGIN, RFC 2195 CRAM-MD5, XOAUTH2, RFC 7628
 // OAUTHBEARER). round 0 is the initial response of the AUTH command. The
-// rules are the session engine's (internal/smtpd), which keeps its copy
-// unexported; the decoded response is never kept.
-func authUser(mech, b64 string, round int) string {
+// decoded response is never kept: a secret in it goes no further.
+func AuthUser(mech, b64 string, round int) string {
 	if b64 == "" || b64 == "=" || b64 == "*" {
 		return ""
 	}
