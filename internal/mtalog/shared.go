@@ -15,17 +15,6 @@ type Stale struct {
 	Session bool
 }
 
-// AppendStale appends to s the entries of open whose last time is before
-// before (every one when before is zero), marked session.
-func AppendStale[V any](s []Stale, open map[string]V, last func(V) time.Time, session bool, before time.Time) []Stale {
-	for k, v := range open {
-		if t := last(v); before.IsZero() || t.Before(before) {
-			s = append(s, Stale{Key: k, Last: t, Session: session})
-		}
-	}
-	return s
-}
-
 // SortStale orders s as a Flush emits it: least recently seen first, by key
 // on ties, so the output does not depend on map order.
 func SortStale(s []Stale) {

@@ -33,6 +33,10 @@ type Correlator struct {
 	opts     Options
 	msgs     map[string]*message
 	sessions map[string]*session
+	// idleMsgs and idleSess hold the open messages and sessions by their
+	// keys, least recently seen first, so that Flush looks at the idle ones
+	// only.
+	idleMsgs, idleSess mtalog.IdleQueue[string]
 
 	// held are rejection records kept for holdRejects, so that the same
 	// rejection read from rejectlog (which follows it with the message's
@@ -54,11 +58,11 @@ var _ mtalog.Correlator = (*Correlator)(nil)
 
 type message struct {
 	rec     *record.Record
-	last    time.Time
+	idle    mtalog.IdleEntry[string] // in Correlator.idleMsgs; Last is the last line's time
 	arrival bool
 }
 
-func (m *message) lastSeen() time.Time { return m.last }
+func (m *message) lastSeen() time.Time { return m.idle.Last() }
 
 type heldReject struct {
 	key string
@@ -75,11 +79,11 @@ const (
 
 type session struct {
 	rec    *record.Record
-	last   time.Time
+	idle   mtalog.IdleEntry[string] // in Correlator.idleSess; Last is the last line's time
 	closed bool
 }
 
-func (s *session) lastSeen() time.Time { return s.last }
+func (s *session) lastSeen() time.Time { return s.idle.Last() }
 
 const seenSize = 1024
 
@@ -151,8 +155,8 @@ func (c *Correlator) Feed(l mtalog.Line, emit func(*record.Record)) bool {
 // otherwise what has seen no line since before.
 func (c *Correlator) Flush(before time.Time, emit func(*record.Record)) {
 	c.release(before, emit)
-	items := mtalog.AppendStale(nil, c.msgs, (*message).lastSeen, false, before)
-	items = mtalog.AppendStale(items, c.sessions, (*session).lastSeen, true, before)
+	items := mtalog.PopStale(nil, &c.idleMsgs, before, false)
+	items = mtalog.PopStale(items, &c.idleSess, before, true)
 	mtalog.SortStale(items)
 	for _, it := range items {
 		if it.Session {
@@ -186,14 +190,16 @@ func (c *Correlator) msg(id string, t time.Time, host string) *message {
 			Host:      host,
 			QueueID:   id,
 		}}
+		m.idle.Value = id
 		c.msgs[id] = m
 	}
-	m.last = t
+	c.idleMsgs.Touch(&m.idle, t)
 	return m
 }
 
 func (c *Correlator) finish(id string, m *message, emit func(*record.Record)) {
 	delete(c.msgs, id)
+	c.idleMsgs.Remove(&m.idle)
 	setStatus(m.rec)
 	emit(m.rec)
 }
@@ -232,7 +238,7 @@ func (c *Correlator) arrival(ev *Event, t time.Time, host string, emit func(*rec
 	if ev.Host != nil && ev.Host.IP != "" {
 		if s := c.sessions[hostKey(ev.Host)]; s != nil {
 			s.rec.Messages++
-			s.last = t
+			c.idleSess.Touch(&s.idle, t)
 			if ev.AuthID != "" && s.rec.Auth == nil {
 				s.rec.Auth = &record.Auth{Mechanism: strings.ToUpper(ev.AuthName), Username: ev.AuthID, Result: "success"}
 				s.rec.Username = ev.AuthID
@@ -382,6 +388,7 @@ func (c *Correlator) reject(ev *Event, text string, t time.Time, host string, em
 	if ev.QueueID != "" {
 		if m := c.msgs[ev.QueueID]; m != nil {
 			delete(c.msgs, ev.QueueID)
+			c.idleMsgs.Remove(&m.idle)
 			r.Timestamp = m.rec.Timestamp
 		}
 	}
@@ -470,9 +477,10 @@ func (c *Correlator) sessionEvent(ev *Event, t time.Time, host string, emit func
 			Source:    record.SourceExim,
 			Host:      host,
 		}}
+		s.idle.Value = key
 		c.sessions[key] = s
 	}
-	s.last = t
+	c.idleSess.Touch(&s.idle, t)
 	r := s.rec
 	if ev.Host != nil {
 		r.ClientIP, r.ClientPort = ev.Host.IP, ev.Host.Port
@@ -542,6 +550,7 @@ func (c *Correlator) flushSession(key string, emit func(*record.Record)) {
 		return
 	}
 	delete(c.sessions, key)
+	c.idleSess.Remove(&s.idle)
 	if !s.closed {
 		s.rec.Flags = appendOnce(s.rec.Flags, "incomplete")
 	}

@@ -61,11 +61,11 @@ func (c *Correlator) Snapshot() ([]byte, error) {
 	s := snapshot{V: snapshotVersion, LastOK: c.lastOK}
 	for _, id := range slices.Sorted(maps.Keys(c.msgs)) {
 		m := c.msgs[id]
-		s.Messages = append(s.Messages, snapMessage{ID: id, Rec: *m.rec, Last: m.last, Arrival: m.arrival})
+		s.Messages = append(s.Messages, snapMessage{ID: id, Rec: *m.rec, Last: m.idle.Last(), Arrival: m.arrival})
 	}
 	for _, k := range slices.Sorted(maps.Keys(c.sessions)) {
 		ss := c.sessions[k]
-		s.Sessions = append(s.Sessions, snapSession{Key: k, Rec: *ss.rec, Last: ss.last, Closed: ss.closed})
+		s.Sessions = append(s.Sessions, snapSession{Key: k, Rec: *ss.rec, Last: ss.idle.Last(), Closed: ss.closed})
 	}
 	for i, h := range c.held {
 		s.Held = append(s.Held, snapHeld{Key: h.key, T: h.t, Rec: *h.rec})
@@ -105,7 +105,9 @@ func (c *Correlator) Restore(b []byte) error {
 			return fmt.Errorf("exim snapshot: message %q twice", sm.ID)
 		}
 		rec := sm.Rec
-		msgs[sm.ID] = &message{rec: &rec, last: sm.Last, arrival: sm.Arrival}
+		m := &message{rec: &rec, arrival: sm.Arrival}
+		m.idle.Value = sm.ID
+		msgs[sm.ID] = m
 	}
 	sessions := make(map[string]*session, len(s.Sessions))
 	for _, ss := range s.Sessions {
@@ -113,7 +115,9 @@ func (c *Correlator) Restore(b []byte) error {
 			return fmt.Errorf("exim snapshot: session %q twice", ss.Key)
 		}
 		rec := ss.Rec
-		sessions[ss.Key] = &session{rec: &rec, last: ss.Last, closed: ss.Closed}
+		x := &session{rec: &rec, closed: ss.Closed}
+		x.idle.Value = ss.Key
+		sessions[ss.Key] = x
 	}
 	seen := make(map[string]struct{}, len(s.Seen))
 	for _, k := range s.Seen {
@@ -123,6 +127,15 @@ func (c *Correlator) Restore(b []byte) error {
 		seen[k] = struct{}{}
 	}
 	c.msgs, c.sessions, c.seen = msgs, sessions, seen
+	// The queues least recently seen first, as Feed would have left them.
+	slices.SortStableFunc(s.Messages, func(a, b snapMessage) int { return a.Last.Compare(b.Last) })
+	for _, sm := range s.Messages {
+		c.idleMsgs.Touch(&msgs[sm.ID].idle, sm.Last)
+	}
+	slices.SortStableFunc(s.Sessions, func(a, b snapSession) int { return a.Last.Compare(b.Last) })
+	for _, ss := range s.Sessions {
+		c.idleSess.Touch(&sessions[ss.Key].idle, ss.Last)
+	}
 	for _, h := range s.Held {
 		rec := h.Rec
 		c.held = append(c.held, heldReject{key: h.Key, t: h.T, rec: &rec})

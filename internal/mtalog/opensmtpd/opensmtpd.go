@@ -170,26 +170,30 @@ type Correlator struct {
 	opts     Options
 	sessions map[string]*session
 	msgs     map[string]*message
+	// idleSess and idleMsgs hold the open sessions and messages by their
+	// IDs, least recently seen first, so that Flush looks at the idle ones
+	// only.
+	idleSess, idleMsgs mtalog.IdleQueue[string]
 }
 
 var _ mtalog.Correlator = (*Correlator)(nil)
 
 type session struct {
 	rec  *record.Record
-	last time.Time
+	idle mtalog.IdleEntry[string] // in Correlator.idleSess; Last is the last line's time
 }
 
-func (s *session) lastSeen() time.Time { return s.last }
+func (s *session) lastSeen() time.Time { return s.idle.Last() }
 
 type message struct {
 	rec   *record.Record
-	last  time.Time
-	final map[string]string // evpid → final status (sent, bounced)
-	envs  map[string]bool   // evpids seen
-	seen  bool              // the "smtp message" line was seen
+	idle  mtalog.IdleEntry[string] // in Correlator.idleMsgs; Last is the last line's time
+	final map[string]string        // evpid → final status (sent, bounced)
+	envs  map[string]bool          // evpids seen
+	seen  bool                     // the "smtp message" line was seen
 }
 
-func (m *message) lastSeen() time.Time { return m.last }
+func (m *message) lastSeen() time.Time { return m.idle.Last() }
 
 // NewCorrelator returns a Correlator for OpenSMTPD lines.
 func NewCorrelator(opts Options) *Correlator {
@@ -286,6 +290,7 @@ func (c *Correlator) Feed(l mtalog.Line, emit func(*record.Record)) bool {
 			s.rec.Reason = reason
 		}
 		delete(c.sessions, ev.Session)
+		c.idleSess.Remove(&s.idle)
 		c.emitSession(s, false, emit)
 	case "mta delivery", "mda delivery", "lka delivery":
 		c.delivery(ev, t, host, emit)
@@ -339,9 +344,10 @@ func (c *Correlator) session(id string, t time.Time, host string) *session {
 			Type: record.TypeSession, Timestamp: t, Source: record.SourceOpenSMTPD,
 			Host: host, SessionID: id,
 		}}
+		s.idle.Value = id
 		c.sessions[id] = s
 	}
-	s.last = t
+	c.idleSess.Touch(&s.idle, t)
 	return s
 }
 
@@ -356,9 +362,10 @@ func (c *Correlator) msg(id string, t time.Time, host string) *message {
 			final: map[string]string{},
 			envs:  map[string]bool{},
 		}
+		m.idle.Value = id
 		c.msgs[id] = m
 	}
-	m.last = t
+	c.idleMsgs.Touch(&m.idle, t)
 	return m
 }
 
@@ -455,6 +462,7 @@ func (c *Correlator) delivery(ev Event, t time.Time, host string, emit func(*rec
 	// Complete when every envelope has a final outcome.
 	if m.seen && len(m.final) >= max(len(m.envs), r.Nrcpt) {
 		delete(c.msgs, id)
+		c.idleMsgs.Remove(&m.idle)
 		setStatus(r)
 		emit(r)
 	}
@@ -484,8 +492,8 @@ func (c *Correlator) emitSession(s *session, incomplete bool, emit func(*record.
 // Flush emits what is still open: everything when before is zero,
 // otherwise what has seen no line since before.
 func (c *Correlator) Flush(before time.Time, emit func(*record.Record)) {
-	items := mtalog.AppendStale(nil, c.msgs, (*message).lastSeen, false, before)
-	items = mtalog.AppendStale(items, c.sessions, (*session).lastSeen, true, before)
+	items := mtalog.PopStale(nil, &c.idleMsgs, before, false)
+	items = mtalog.PopStale(items, &c.idleSess, before, true)
 	mtalog.SortStale(items)
 	for _, it := range items {
 		if it.Session {

@@ -47,11 +47,11 @@ func (c *Correlator) Snapshot() ([]byte, error) {
 	s := snapshot{V: snapshotVersion}
 	for _, id := range slices.Sorted(maps.Keys(c.sessions)) {
 		ss := c.sessions[id]
-		s.Sessions = append(s.Sessions, snapSession{ID: id, Rec: *ss.rec, Last: ss.last})
+		s.Sessions = append(s.Sessions, snapSession{ID: id, Rec: *ss.rec, Last: ss.idle.Last()})
 	}
 	for _, id := range slices.Sorted(maps.Keys(c.msgs)) {
 		m := c.msgs[id]
-		sm := snapMessage{ID: id, Rec: *m.rec, Last: m.last, Final: m.final, Seen: m.seen}
+		sm := snapMessage{ID: id, Rec: *m.rec, Last: m.idle.Last(), Final: m.final, Seen: m.seen}
 		for evp, ok := range m.envs {
 			if ok {
 				sm.Envs = append(sm.Envs, evp)
@@ -78,14 +78,16 @@ func (c *Correlator) Restore(b []byte) error {
 			return fmt.Errorf("opensmtpd snapshot: session %q twice", ss.ID)
 		}
 		rec := ss.Rec
-		sessions[ss.ID] = &session{rec: &rec, last: ss.Last}
+		x := &session{rec: &rec}
+		x.idle.Value = ss.ID
+		sessions[ss.ID] = x
 	}
 	msgs := make(map[string]*message, len(s.Messages))
 	for _, sm := range s.Messages {
 		if _, dup := msgs[sm.ID]; dup {
 			return fmt.Errorf("opensmtpd snapshot: message %q twice", sm.ID)
 		}
-		m := &message{last: sm.Last, final: sm.Final, envs: make(map[string]bool, len(sm.Envs)), seen: sm.Seen}
+		m := &message{final: sm.Final, envs: make(map[string]bool, len(sm.Envs)), seen: sm.Seen}
 		if m.final == nil {
 			m.final = map[string]string{}
 		}
@@ -100,8 +102,18 @@ func (c *Correlator) Restore(b []byte) error {
 		}
 		rec := sm.Rec
 		m.rec = &rec
+		m.idle.Value = sm.ID
 		msgs[sm.ID] = m
 	}
 	c.sessions, c.msgs = sessions, msgs
+	// The queues least recently seen first, as Feed would have left them.
+	slices.SortStableFunc(s.Sessions, func(a, b snapSession) int { return a.Last.Compare(b.Last) })
+	for _, ss := range s.Sessions {
+		c.idleSess.Touch(&sessions[ss.ID].idle, ss.Last)
+	}
+	slices.SortStableFunc(s.Messages, func(a, b snapMessage) int { return a.Last.Compare(b.Last) })
+	for _, sm := range s.Messages {
+		c.idleMsgs.Touch(&msgs[sm.ID].idle, sm.Last)
+	}
 	return nil
 }

@@ -73,18 +73,21 @@ type message struct {
 	// rcptIdx maps a recipient to its index in rec.RcptTo once there are
 	// too many to search; nil before.
 	rcptIdx map[string]int
+	// idle is its place in Correlator.idleMsgs while msgs holds it.
+	idle mtalog.IdleEntry[*message]
 }
 
 type session struct {
 	rec      record.Record
 	last     time.Time
-	warnings []string // reject_warning replies not yet attached to a message
+	warnings []string                  // reject_warning replies not yet attached to a message
+	idle     mtalog.IdleEntry[sessKey] // its place in Correlator.idleSess
 }
 
 type smtpTLS struct {
 	tls  record.TLS
-	peer string // "host[ip]:port", as the delivery's relay= shows it
-	seen time.Time
+	peer string                    // "host[ip]:port", as the delivery's relay= shows it
+	idle mtalog.IdleEntry[sessKey] // its place in Correlator.idleTLS; Last is when it was seen
 }
 
 // Correlator joins Postfix log lines into message and session records.
@@ -93,16 +96,18 @@ type Correlator struct {
 	maxOpen   int
 	msgs      map[key]*message
 	sessions  map[sessKey]*session
-	outTLS    map[sessKey]smtpTLS // smtp client pid -> TLS of its current connection
-	lingering []*message          // complete, waiting LinkWindow for a content filter link
-	now       time.Time           // latest line time
-	seq       uint64              // session counter, for unique session IDs
-	observe   Observer            // optional
-	strs      interner            // the values that repeat: hosts, addresses, relays, statuses, …
-	// oldest is at or before the last line time of every open message and
-	// session and of every outbound TLS entry, and before the completion of
-	// every lingering message, so that Flush has nothing to do before it.
-	oldest time.Time
+	outTLS    map[sessKey]*smtpTLS // smtp client pid -> TLS of its current connection
+	lingering []*message           // complete, waiting LinkWindow for a content filter link
+	now       time.Time            // latest line time
+	seq       uint64               // session counter, for unique session IDs
+	observe   Observer             // optional
+	strs      interner             // the values that repeat: hosts, addresses, relays, statuses, …
+	// The open messages (under any of their keys), sessions and outbound
+	// TLS entries, least recently seen first, so that Flush looks at the
+	// idle ones only.
+	idleMsgs mtalog.IdleQueue[*message]
+	idleSess mtalog.IdleQueue[sessKey]
+	idleTLS  mtalog.IdleQueue[sessKey]
 	// feedLine and feedEvent hold a line Feed is given and its parse.
 	feedLine  mtalog.Line
 	feedEvent Event
@@ -213,11 +218,16 @@ func (in *interner) get(s string) string {
 	return v
 }
 
-// seen notes a line at t: what it opens or touches was last seen at t.
-func (c *Correlator) seen(t time.Time) {
-	if c.oldest.IsZero() || t.Before(c.oldest) {
-		c.oldest = t
-	}
+// touch notes that m saw a line at t.
+func (c *Correlator) touch(m *message, t time.Time) {
+	m.last = t
+	c.idleMsgs.Touch(&m.idle, t)
+}
+
+// touchSession notes that s saw a line at t.
+func (c *Correlator) touchSession(s *session, t time.Time) {
+	s.last = t
+	c.idleSess.Touch(&s.idle, t)
 }
 
 var _ mtalog.Correlator = (*Correlator)(nil)
@@ -232,7 +242,7 @@ func NewCorrelator(o mtalog.CorrelatorOptions) *Correlator {
 		recycle:  o.Recycle,
 		msgs:     map[key]*message{},
 		sessions: map[sessKey]*session{},
-		outTLS:   map[sessKey]smtpTLS{},
+		outTLS:   map[sessKey]*smtpTLS{},
 	}
 }
 
@@ -262,7 +272,6 @@ func (c *Correlator) FeedPrepared(l *mtalog.Line, p mtalog.Prepared, i int, emit
 // which must not keep them.
 func (c *Correlator) feed(lp *mtalog.Line, e *Event, emit func(*record.Record)) bool {
 	l := *lp
-	c.seen(l.Time)
 	if l.Time.After(c.now) {
 		c.now = l.Time
 		c.expireLingering(emit)
@@ -295,12 +304,19 @@ func (c *Correlator) feed(lp *mtalog.Line, e *Event, emit func(*record.Record)) 
 	case KindTLSOut:
 		if len(c.outTLS) > 65536 {
 			clear(c.outTLS)
+			c.idleTLS = mtalog.IdleQueue[sessKey]{}
 		}
-		c.outTLS[sessKey{c.strs.get(l.Host), l.PID}] = smtpTLS{
-			tls:  record.TLS{Used: true, Version: c.strs.get(e.TLSVersion), Cipher: c.strs.get(e.TLSCipher), Trust: c.strs.get(e.TLSTrust)},
-			peer: c.strs.get(e.Peer),
-			seen: l.Time,
+		k := sessKey{l.Host, l.PID}
+		t, ok := c.outTLS[k]
+		if !ok {
+			k.host = c.strs.get(l.Host)
+			t = &smtpTLS{}
+			t.idle.Value = k
+			c.outTLS[k] = t
 		}
+		t.tls = record.TLS{Used: true, Version: c.strs.get(e.TLSVersion), Cipher: c.strs.get(e.TLSCipher), Trust: c.strs.get(e.TLSTrust)}
+		t.peer = c.strs.get(e.Peer)
+		c.idleTLS.Touch(&t.idle, l.Time)
 	case KindSASLFailed:
 		s := c.session(l, e)
 		s.rec.Auth = &record.Auth{Mechanism: c.strs.get(e.SASLMethod), Username: c.strs.get(e.SASLUser), Result: "failure"}
@@ -333,10 +349,11 @@ func (c *Correlator) feed(lp *mtalog.Line, e *Event, emit func(*record.Record)) 
 		}
 	case KindRemoved:
 		if m, ok := c.msgs[key{l.Host, e.QueueID}]; ok {
-			m.last = l.Time
+			c.touch(m, l.Time)
 			delete(c.msgs, key{l.Host, e.QueueID})
 			m.open--
 			if m.open <= 0 {
+				c.idleMsgs.Remove(&m.idle)
 				c.complete(m, l.Time, emit)
 			}
 		}
@@ -348,7 +365,7 @@ func (c *Correlator) feed(lp *mtalog.Line, e *Event, emit func(*record.Record)) 
 		n.rec.ParentQueueID = strings.Clone(e.QueueID)
 		n.rec.Flags = appendFlag(n.rec.Flags, FlagDSN)
 		if m, ok := c.msgs[key{l.Host, e.QueueID}]; ok {
-			m.last = l.Time
+			c.touch(m, l.Time)
 		}
 	case KindDiagnostic, KindInfo:
 		if e.Daemon == "smtpd" && e.Level != "" && l.PID != 0 {
@@ -387,12 +404,13 @@ func (c *Correlator) session(l mtalog.Line, e *Event) *session {
 		s = c.newSession()
 		s.rec.Type, s.rec.Source, s.rec.Host = record.TypeSession, record.SourcePostfix, k.host
 		s.rec.Timestamp, s.rec.Flags = l.Time, append(s.rec.Flags, FlagIncomplete)
+		s.idle.Value = k
 		c.sessions[k] = s
 	}
 	if s.rec.ClientIP == "" && e.ClientIP != "" {
 		s.rec.ClientIP = c.strs.get(e.ClientIP)
 	}
-	s.last = l.Time
+	c.touchSession(s, l.Time)
 	return s
 }
 
@@ -400,6 +418,7 @@ func (c *Correlator) connect(l mtalog.Line, e *Event, emit func(*record.Record))
 	k := sessKey{l.Host, l.PID}
 	if old, ok := c.sessions[k]; ok { // a disconnect we never saw
 		delete(c.sessions, k)
+		c.idleSess.Remove(&old.idle)
 		c.emitSession(old, emit)
 	}
 	s := c.session(l, e)
@@ -457,6 +476,7 @@ func appendDigits(b []byte, v, n int) []byte {
 func (c *Correlator) disconnect(l mtalog.Line, e *Event, emit func(*record.Record)) {
 	s := c.session(l, e)
 	delete(c.sessions, sessKey{l.Host, l.PID})
+	c.idleSess.Remove(&s.idle)
 	s.rec.End = l.Time
 	if s.rec.CloseReason == "" {
 		if strings.Contains(" "+e.Counters, " quit=") {
@@ -520,7 +540,7 @@ func (c *Correlator) client(l mtalog.Line, e *Event) {
 		m.rec.Username = c.strs.get(e.SASLUser)
 	}
 	if s, ok := c.sessions[sessKey{l.Host, l.PID}]; ok {
-		s.last = l.Time
+		c.touchSession(s, l.Time)
 		s.rec.Messages++
 		m.rec.SessionID = s.rec.SessionID
 		m.rec.TLS = s.rec.TLS
@@ -541,14 +561,16 @@ func (c *Correlator) client(l mtalog.Line, e *Event) {
 // lookupOrNew returns the open message of a queue ID, creating it.
 func (c *Correlator) lookupOrNew(l mtalog.Line, qid string) (*message, bool) {
 	if m, ok := c.msgs[key{l.Host, qid}]; ok {
-		m.last = l.Time
+		c.touch(m, l.Time)
 		return m, false
 	}
 	host, q := c.strs.get(l.Host), strings.Clone(qid)
 	m := c.newMessage()
 	m.rec.Type, m.rec.Source, m.rec.Host = record.TypeMessage, record.SourcePostfix, host
 	m.rec.Timestamp, m.rec.QueueID = l.Time, q
-	m.open, m.last, m.members = 1, l.Time, append(m.members, q)
+	m.open, m.members = 1, append(m.members, q)
+	m.idle.Value = m
+	c.touch(m, l.Time)
 	c.msgs[key{host, q}] = m
 	return m, true
 }
@@ -697,6 +719,9 @@ func (c *Correlator) addDelivery(m *message, d record.Delivery) {
 	}
 }
 
+// maxMembers bounds the queue IDs a story lists.
+const maxMembers = 64
+
 // rcptSearch is how many recipients a message keeps before it indexes them.
 const rcptSearch = 16
 
@@ -748,7 +773,7 @@ func (c *Correlator) link(l mtalog.Line, m *message, qid string) bool {
 			c.msgs[key{m.rec.Host, q}] = m // keys of the correlator's own strings
 			m.open++
 		}
-		if len(m.members) < 64 {
+		if len(m.members) < maxMembers {
 			m.members = append(m.members, q)
 		}
 	}
@@ -769,6 +794,10 @@ func (c *Correlator) link(l mtalog.Line, m *message, qid string) bool {
 	}
 	m.rec.Anomalies = append(m.rec.Anomalies, n.rec.Anomalies...)
 	n.emitted = true
+	if len(n.members) < maxMembers {
+		// Every key of n was among its members, and is m's now.
+		c.idleMsgs.Remove(&n.idle)
+	}
 	return true
 }
 
@@ -781,6 +810,7 @@ func (c *Correlator) finish(m *message, t time.Time, emit func(*record.Record)) 
 	}
 	m.open = 0
 	m.last = t
+	c.idleMsgs.Remove(&m.idle)
 	c.emitMessage(m, false, emit)
 }
 
@@ -916,13 +946,10 @@ func latestAttempts(ds []record.Delivery, hops map[int]bool) map[string]int {
 
 // Flush emits what has seen no line since before (everything when before is
 // zero), flagged incomplete; messages waiting for a content filter link are
-// emitted complete.
+// emitted complete. Messages go least recent first by arrival (queue ID on
+// ties), then sessions by their start.
 func (c *Correlator) Flush(before time.Time, emit func(*record.Record)) {
 	all := before.IsZero()
-	if !all && !c.oldest.IsZero() && !c.oldest.Before(before) {
-		return // nothing was last seen before before
-	}
-	defer c.findOldest()
 	for _, m := range c.lingering {
 		if m != nil && !m.emitted && (all || m.doneAt.Before(before)) {
 			m.inLinger = !all // all: the queue is let go below
@@ -933,65 +960,59 @@ func (c *Correlator) Flush(before time.Time, emit func(*record.Record)) {
 		c.lingering = nil
 	}
 	var stale []*message
-	for k, m := range c.msgs {
-		if all || m.last.Before(before) {
-			delete(c.msgs, k)
-			if !m.emitted {
-				stale = append(stale, m)
-			}
+	for {
+		m, ok := c.idleMsgs.Pop(before)
+		if !ok {
+			break
+		}
+		c.dropKeys(m)
+		if !m.emitted {
+			stale = append(stale, m)
 		}
 	}
 	sortMessages(stale)
-	seen := map[*message]bool{}
 	for _, m := range stale {
-		if !seen[m] {
-			seen[m] = true
-			c.emitMessage(m, true, emit)
-		}
+		c.emitMessage(m, true, emit)
 	}
 	var sess []*session
-	for k, s := range c.sessions {
-		if all || s.last.Before(before) {
-			delete(c.sessions, k)
-			sess = append(sess, s)
+	for {
+		k, ok := c.idleSess.Pop(before)
+		if !ok {
+			break
 		}
+		sess = append(sess, c.sessions[k])
+		delete(c.sessions, k)
 	}
-	sort.Slice(sess, func(i, j int) bool { return sess[i].rec.Timestamp.Before(sess[j].rec.Timestamp) })
+	sort.SliceStable(sess, func(i, j int) bool { return sess[i].rec.Timestamp.Before(sess[j].rec.Timestamp) })
 	for _, s := range sess {
 		s.rec.Flags = appendFlag(s.rec.Flags, FlagIncomplete)
 		c.emitSession(s, emit)
 	}
-	for k, t := range c.outTLS {
-		if all || t.seen.Before(before) {
-			delete(c.outTLS, k)
+	for {
+		k, ok := c.idleTLS.Pop(before)
+		if !ok {
+			break
 		}
+		delete(c.outTLS, k)
 	}
 }
 
-// findOldest sets c.oldest to the earliest time Flush compares with
-// before, or zero when nothing is open.
-func (c *Correlator) findOldest() {
-	var t time.Time
-	min := func(u time.Time) {
-		if t.IsZero() || u.Before(t) {
-			t = u
+// dropKeys deletes the keys under which msgs holds m.
+func (c *Correlator) dropKeys(m *message) {
+	if len(m.members) >= maxMembers {
+		// Not every key may be among the members.
+		for k, x := range c.msgs {
+			if x == m {
+				delete(c.msgs, k)
+			}
+		}
+		return
+	}
+	for _, q := range m.members {
+		if k := (key{m.rec.Host, q}); c.msgs[k] == m {
+			delete(c.msgs, k)
 		}
 	}
-	for _, m := range c.lingering {
-		if m != nil && !m.emitted {
-			min(m.doneAt)
-		}
-	}
-	for _, m := range c.msgs {
-		min(m.last)
-	}
-	for _, s := range c.sessions {
-		min(s.last)
-	}
-	for _, o := range c.outTLS {
-		min(o.seen)
-	}
-	c.oldest = t
 }
 
 func sortMessages(ms []*message) {

@@ -118,7 +118,7 @@ func (c *Correlator) Snapshot() ([]byte, error) {
 		return a.PID < b.PID
 	})
 	for k, t := range c.outTLS {
-		s.OutTLS = append(s.OutTLS, snapTLS{Host: k.host, PID: k.pid, TLS: t.tls, Peer: t.peer, Seen: t.seen})
+		s.OutTLS = append(s.OutTLS, snapTLS{Host: k.host, PID: k.pid, TLS: t.tls, Peer: t.peer, Seen: t.idle.Last()})
 	}
 	sort.Slice(s.OutTLS, func(i, j int) bool {
 		a, b := s.OutTLS[i], s.OutTLS[j]
@@ -159,21 +159,41 @@ func (c *Correlator) Restore(b []byte) error {
 			c.msgs[key{c.strs.get(k.Host), k.QID}] = m
 		}
 	}
+	// The queues of what is open, least recently seen first.
+	open := make([]*message, 0, len(ms))
+	for i, m := range ms {
+		if len(s.Messages[i].Keys) > 0 {
+			m.idle.Value = m
+			open = append(open, m)
+		}
+	}
+	sort.SliceStable(open, func(i, j int) bool { return open[i].last.Before(open[j].last) })
+	for _, m := range open {
+		c.idleMsgs.Touch(&m.idle, m.last)
+	}
 	for _, i := range s.Lingering {
 		if i < 0 || i >= len(ms) {
 			return fmt.Errorf("postfix snapshot: lingering message %d of %d", i, len(ms))
 		}
 		c.lingering = append(c.lingering, ms[i])
 	}
+	sort.SliceStable(s.Sessions, func(i, j int) bool { return s.Sessions[i].Last.Before(s.Sessions[j].Last) })
 	for _, ss := range s.Sessions {
-		host := c.strs.get(ss.Host)
+		k := sessKey{c.strs.get(ss.Host), ss.PID}
 		c.intern(&ss.Rec)
-		c.sessions[sessKey{host, ss.PID}] = &session{rec: ss.Rec, last: ss.Last, warnings: ss.Warnings}
+		x := &session{rec: ss.Rec, warnings: ss.Warnings}
+		x.idle.Value = k
+		c.sessions[k] = x
+		c.touchSession(x, ss.Last)
 	}
+	sort.SliceStable(s.OutTLS, func(i, j int) bool { return s.OutTLS[i].Seen.Before(s.OutTLS[j].Seen) })
 	for _, t := range s.OutTLS {
-		c.outTLS[sessKey{c.strs.get(t.Host), t.PID}] = smtpTLS{tls: t.TLS, peer: c.strs.get(t.Peer), seen: t.Seen}
+		k := sessKey{c.strs.get(t.Host), t.PID}
+		x := &smtpTLS{tls: t.TLS, peer: c.strs.get(t.Peer)}
+		x.idle.Value = k
+		c.outTLS[k] = x
+		c.idleTLS.Touch(&x.idle, t.Seen)
 	}
-	c.findOldest()
 	return nil
 }
 

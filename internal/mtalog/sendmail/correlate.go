@@ -28,13 +28,18 @@ type Correlator struct {
 	opts  Options
 	msgs  map[string]*message
 	conns map[int]*conn // by pid
+	// idleMsgs and idleConns hold the open messages and connections by
+	// their keys, least recently seen first, so that Flush looks at the
+	// idle ones only.
+	idleMsgs  mtalog.IdleQueue[string]
+	idleConns mtalog.IdleQueue[int]
 }
 
 var _ mtalog.Correlator = (*Correlator)(nil)
 
 type message struct {
 	rec  *record.Record
-	last time.Time
+	idle mtalog.IdleEntry[string] // in Correlator.idleMsgs; Last is the last line's time
 	// final counts recipients with a final outcome; nrcpts from the from=
 	// line says how many there are.
 	final  map[string]bool
@@ -42,17 +47,17 @@ type message struct {
 	from   bool
 }
 
-func (m *message) lastSeen() time.Time { return m.last }
+func (m *message) lastSeen() time.Time { return m.idle.Last() }
 
 type conn struct {
-	last     time.Time
-	tls      *record.TLS // STARTTLS=server
-	upTLS    *record.TLS // STARTTLS=client
+	idle     mtalog.IdleEntry[int] // in Correlator.idleConns; Last is the last line's time
+	tls      *record.TLS           // STARTTLS=server
+	upTLS    *record.TLS           // STARTTLS=client
 	username string
 	mech     string
 }
 
-func (c *conn) lastSeen() time.Time { return c.last }
+func (c *conn) lastSeen() time.Time { return c.idle.Last() }
 
 // NewCorrelator returns a Correlator for Sendmail lines.
 func NewCorrelator(opts Options) *Correlator {
@@ -165,9 +170,10 @@ func (c *Correlator) conn(pid int, t time.Time) *conn {
 	k := c.conns[pid]
 	if k == nil {
 		k = &conn{}
+		k.idle.Value = pid
 		c.conns[pid] = k
 	}
-	k.last = t
+	c.idleConns.Touch(&k.idle, t)
 	return k
 }
 
@@ -176,9 +182,10 @@ func (c *Correlator) msg(id string, t time.Time, host string) *message {
 	if m == nil {
 		m = &message{rec: &record.Record{Type: record.TypeMessage, Timestamp: t, Source: record.SourceSendmail,
 			Host: host, QueueID: id}, final: map[string]bool{}}
+		m.idle.Value = id
 		c.msgs[id] = m
 	}
-	m.last = t
+	c.idleMsgs.Touch(&m.idle, t)
 	return m
 }
 
@@ -215,6 +222,7 @@ func (c *Correlator) from(ev *Event, pid int, t time.Time, host string, emit fun
 			}
 		}
 		delete(c.msgs, ev.QueueID)
+		c.idleMsgs.Remove(&m.idle)
 		emit(r)
 		return
 	}
@@ -286,6 +294,7 @@ func (c *Correlator) maybeDone(id string, m *message, emit func(*record.Record))
 		return
 	}
 	delete(c.msgs, id)
+	c.idleMsgs.Remove(&m.idle)
 	setStatus(m.rec)
 	emit(m.rec)
 }
@@ -311,7 +320,7 @@ func (c *Correlator) dsn(ev *Event, t time.Time, host string) {
 					p.final[rc] = true
 				}
 			}
-			p.last = t
+			c.idleMsgs.Touch(&p.idle, t)
 		}
 	}
 }
@@ -339,6 +348,7 @@ func (c *Correlator) reject(ev *Event, t time.Time, host string, emit func(*reco
 	if ev.QueueID != "" {
 		if m := c.msgs[ev.QueueID]; m != nil && !m.from {
 			delete(c.msgs, ev.QueueID)
+			c.idleMsgs.Remove(&m.idle)
 			r.RejectedRcpt = append(m.rec.RejectedRcpt, r.RejectedRcpt...)
 		}
 	}
@@ -390,7 +400,7 @@ func appendOnce(list []string, s string) []string {
 // Flush emits what is still open: everything when before is zero,
 // otherwise what has seen no line since before.
 func (c *Correlator) Flush(before time.Time, emit func(*record.Record)) {
-	items := mtalog.AppendStale(nil, c.msgs, (*message).lastSeen, false, before)
+	items := mtalog.PopStale(nil, &c.idleMsgs, before, false)
 	mtalog.SortStale(items)
 	for _, it := range items {
 		m := c.msgs[it.Key]
@@ -399,10 +409,12 @@ func (c *Correlator) Flush(before time.Time, emit func(*record.Record)) {
 		setStatus(m.rec)
 		emit(m.rec)
 	}
-	for pid, k := range c.conns {
-		if before.IsZero() || k.last.Before(before) {
-			delete(c.conns, pid)
+	for {
+		pid, ok := c.idleConns.Pop(before)
+		if !ok {
+			break
 		}
+		delete(c.conns, pid)
 	}
 }
 

@@ -50,11 +50,11 @@ func (c *Correlator) Snapshot() ([]byte, error) {
 	s := snapshot{V: snapshotVersion}
 	for _, id := range slices.Sorted(maps.Keys(c.msgs)) {
 		m := c.msgs[id]
-		s.Messages = append(s.Messages, snapMessage{QID: id, Rec: *m.rec, Last: m.last, Final: m.final, Nrcpts: m.nrcpts, From: m.from})
+		s.Messages = append(s.Messages, snapMessage{QID: id, Rec: *m.rec, Last: m.idle.Last(), Final: m.final, Nrcpts: m.nrcpts, From: m.from})
 	}
 	for _, pid := range slices.Sorted(maps.Keys(c.conns)) {
 		k := c.conns[pid]
-		s.Conns = append(s.Conns, snapConn{PID: pid, Last: k.last, TLS: k.tls, UpTLS: k.upTLS, Username: k.username, Mech: k.mech})
+		s.Conns = append(s.Conns, snapConn{PID: pid, Last: k.idle.Last(), TLS: k.tls, UpTLS: k.upTLS, Username: k.username, Mech: k.mech})
 	}
 	return json.Marshal(s)
 }
@@ -78,15 +78,28 @@ func (c *Correlator) Restore(b []byte) error {
 			final = map[string]bool{}
 		}
 		rec := sm.Rec
-		msgs[sm.QID] = &message{rec: &rec, last: sm.Last, final: final, nrcpts: sm.Nrcpts, from: sm.From}
+		m := &message{rec: &rec, final: final, nrcpts: sm.Nrcpts, from: sm.From}
+		m.idle.Value = sm.QID
+		msgs[sm.QID] = m
 	}
 	conns := make(map[int]*conn, len(s.Conns))
 	for _, sc := range s.Conns {
 		if _, dup := conns[sc.PID]; dup {
 			return fmt.Errorf("sendmail snapshot: process %d twice", sc.PID)
 		}
-		conns[sc.PID] = &conn{last: sc.Last, tls: sc.TLS, upTLS: sc.UpTLS, username: sc.Username, mech: sc.Mech}
+		k := &conn{tls: sc.TLS, upTLS: sc.UpTLS, username: sc.Username, mech: sc.Mech}
+		k.idle.Value = sc.PID
+		conns[sc.PID] = k
 	}
 	c.msgs, c.conns = msgs, conns
+	// The queues least recently seen first, as Feed would have left them.
+	slices.SortStableFunc(s.Messages, func(a, b snapMessage) int { return a.Last.Compare(b.Last) })
+	for _, sm := range s.Messages {
+		c.idleMsgs.Touch(&msgs[sm.QID].idle, sm.Last)
+	}
+	slices.SortStableFunc(s.Conns, func(a, b snapConn) int { return a.Last.Compare(b.Last) })
+	for _, sc := range s.Conns {
+		c.idleConns.Touch(&conns[sc.PID].idle, sc.Last)
+	}
 	return nil
 }
