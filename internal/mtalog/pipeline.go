@@ -47,6 +47,10 @@ type CorrelatorOptions struct {
 	// Recycle: a Recycler may reuse the memory of handled records (set
 	// by the Pipeline from PipelineOptions.Recycle).
 	Recycle bool
+	// Host is the observing host for lines that name none (Exim's own
+	// mainlog and rejectlog, RFC 5424's "-", syslog messages relayed
+	// without a hostname): their records' host. "" leaves it empty.
+	Host string
 }
 
 // DefaultMaxOpen is the default bound on open messages per correlator.

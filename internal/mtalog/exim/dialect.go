@@ -13,9 +13,8 @@ import (
 // rejectlog (ParseRaw; their timestamps are in the local zone).
 //
 // Exim's own files name no host (the syslog prefix is what does), so their
-// records have none: the pipeline's correlator options carry no host to
-// put in Options.Host, and the host running smtplog need not be the one
-// that wrote the file.
+// records have the one the correlator options name (--host), or none: the
+// host running smtplog need not be the one that wrote the file.
 func Dialect() mtalog.Dialect {
 	return mtalog.Dialect{
 		Name:   string(record.SourceExim),
@@ -25,7 +24,7 @@ func Dialect() mtalog.Dialect {
 			return LineFromRaw(raw, "", nil)
 		},
 		New: func(o mtalog.CorrelatorOptions) mtalog.Correlator {
-			return NewCorrelator(Options{MaxOpen: o.MaxOpen})
+			return NewCorrelator(Options{MaxOpen: o.MaxOpen, Host: o.Host})
 		},
 	}
 }

@@ -12,7 +12,7 @@ func Dialect() mtalog.Dialect {
 		Claims: Claims,
 		Detect: Detect,
 		New: func(o mtalog.CorrelatorOptions) mtalog.Correlator {
-			return NewCorrelator(Options{MaxOpen: o.MaxOpen})
+			return NewCorrelator(Options{MaxOpen: o.MaxOpen, Host: o.Host})
 		},
 	}
 }

@@ -94,6 +94,7 @@ type smtpTLS struct {
 // It is not safe for concurrent use.
 type Correlator struct {
 	maxOpen   int
+	host      string // for lines that name none (CorrelatorOptions.Host)
 	msgs      map[key]*message
 	sessions  map[sessKey]*session
 	outTLS    map[sessKey]*smtpTLS // smtp client pid -> TLS of its current connection
@@ -240,6 +241,7 @@ func NewCorrelator(o mtalog.CorrelatorOptions) *Correlator {
 	return &Correlator{
 		maxOpen:  o.MaxOpen,
 		recycle:  o.Recycle,
+		host:     o.Host,
 		msgs:     map[key]*message{},
 		sessions: map[sessKey]*session{},
 		outTLS:   map[sessKey]*smtpTLS{},
@@ -269,8 +271,12 @@ func (c *Correlator) FeedPrepared(l *mtalog.Line, p mtalog.Prepared, i int, emit
 }
 
 // feed consumes l, parsed as e. Neither may escape but to the observer,
-// which must not keep them.
+// which must not keep them. A line that names no host is given the
+// correlator's.
 func (c *Correlator) feed(lp *mtalog.Line, e *Event, emit func(*record.Record)) bool {
+	if lp.Host == "" {
+		lp.Host = c.host
+	}
 	l := *lp
 	if l.Time.After(c.now) {
 		c.now = l.Time
