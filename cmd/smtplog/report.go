@@ -29,6 +29,7 @@ func newReportCmd(e *env) *cobra.Command {
 		progress string
 		cpuProf  string
 		db       string
+		host     string
 	)
 	cmd := &cobra.Command{
 		Use:   "report [flags] FILE...|- | --db PATH",
@@ -102,7 +103,7 @@ warnings and unparsed lines, are then empty.`,
 			}
 			return runReport(cmd.Context(), e, reportConfig{
 				dialects: dialects, mta: mta, files: args, format: format, outPath: outPath,
-				opt: opt, maxLine: maxLine, progress: progress,
+				opt: opt, maxLine: maxLine, progress: progress, host: host,
 			})
 		},
 	}
@@ -115,6 +116,7 @@ warnings and unparsed lines, are then empty.`,
 	fs.IntVar(&maxLine, "max-line", mtalog.DefaultMaxLine, "longest log line kept whole, in bytes")
 	fs.StringVar(&progress, "progress", "auto", "progress on standard error: auto (on a terminal), always, never")
 	fs.StringVar(&db, "db", "", "summarise the records of this store (SQLite file) instead of log files")
+	fs.StringVar(&host, "host", "", "the host to name in records of lines that name none, such as Exim's own mainlog and rejectlog (default: none)")
 	fs.StringVar(&cpuProf, "cpu-profile", "", "write a Go CPU profile to this file until exit (for performance work)")
 	_ = fs.MarkHidden("cpu-profile")
 	return cmd
@@ -129,6 +131,7 @@ type reportConfig struct {
 	opt      report.Options
 	maxLine  int
 	progress string
+	host     string // --host: the host of lines that name none
 }
 
 func runReport(ctx context.Context, e *env, c reportConfig) (err error) {
@@ -138,6 +141,8 @@ func runReport(ctx context.Context, e *env, c reportConfig) (err error) {
 		MTA:      c.mta,
 		Handler:  agg,
 		Recycle:  true, // the Aggregator keeps no record, only strings
+
+		Correlator: mtalog.CorrelatorOptions{Host: c.host},
 	})
 	if err != nil {
 		return exitError{code: 2, msg: err.Error()}
