@@ -43,6 +43,7 @@ func newIngestCmd(e *env) *cobra.Command {
 		flushAfter time.Duration
 		maxLine    int
 		progress   string
+		host       string
 		follow     bool
 		ckDir      string
 		flushEvery time.Duration
@@ -119,7 +120,7 @@ error.
 			}
 			c := ingestConfig{
 				dialects: dialects, mta: mta, files: args, outPath: outPath, dbPath: dbPath, format: f,
-				unparsed: unparsed, flushAfter: flushAfter, maxLine: maxLine, progress: progress,
+				unparsed: unparsed, flushAfter: flushAfter, maxLine: maxLine, progress: progress, host: host,
 				checkpointDir: ckDir, flushEvery: flushEvery, maxJournal: maxJournal, poll: poll,
 			}
 			if follow {
@@ -135,6 +136,7 @@ error.
 	fs.StringVar(&format, "format", "json", "record format: json or text")
 	fs.StringVar(&unparsed, "unparsed", "", "append the lines no parser understood to this file")
 	fs.DurationVar(&flushAfter, "flush-after", mtalog.DefaultFlushAfter, "emit a message as incomplete after this long (log time) without a line")
+	fs.StringVar(&host, "host", "", "the host to name in records of lines that name none, such as Exim's own mainlog and rejectlog (default: none)")
 	fs.IntVar(&maxLine, "max-line", mtalog.DefaultMaxLine, "longest log line kept whole, in bytes; longer lines are cut and counted")
 	fs.StringVar(&progress, "progress", "auto", "progress on standard error: auto (on a terminal), always, never")
 	fs.BoolVar(&follow, "follow", false, "follow the files like tail -F, across rotation (see above)")
@@ -165,6 +167,7 @@ type ingestConfig struct {
 	flushAfter time.Duration
 	maxLine    int
 	progress   string
+	host       string // --host: the host of lines that name none
 	// --follow
 	checkpointDir string
 	flushEvery    time.Duration
@@ -228,6 +231,7 @@ func runIngest(ctx context.Context, e *env, c ingestConfig) (err error) {
 		Dialects:   c.dialects,
 		MTA:        c.mta,
 		FlushAfter: c.flushAfter,
+		Correlator: mtalog.CorrelatorOptions{Host: c.host},
 		Handler: record.HandlerFunc(func(_ context.Context, r *record.Record) error {
 			return write(r)
 		}),

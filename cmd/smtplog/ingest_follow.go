@@ -325,6 +325,7 @@ func runFollow(ctx context.Context, e *env, c ingestConfig) (err error) {
 		}
 		po := mtalog.PipelineOptions{
 			Dialects: c.dialects, MTA: c.mta, FlushAfter: c.flushAfter,
+			Correlator: mtalog.CorrelatorOptions{Host: c.host},
 			Handler: record.HandlerFunc(func(_ context.Context, rec *record.Record) error {
 				if r.db != nil {
 					r.pending = append(r.pending, rec)

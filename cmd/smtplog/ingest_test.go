@@ -951,3 +951,46 @@ func TestIngestDB(t *testing.T) {
 		t.Errorf("--db with --out: exit %d: %s", code, errOut)
 	}
 }
+
+// TestIngestHost: --host names the host of the records of Exim's own
+// mainlog and rejectlog, which name none; syslog lines keep the host their
+// prefix names.
+func TestIngestHost(t *testing.T) {
+	hosts := func(out string) map[string]int {
+		t.Helper()
+		n := map[string]int{}
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			var r struct {
+				Host string `json:"host"`
+			}
+			if err := json.Unmarshal([]byte(l), &r); err != nil {
+				t.Fatalf("%v: %s", err, l)
+			}
+			n[r.Host]++
+		}
+		return n
+	}
+	own := []string{fixture("exim/all/mainlog"), fixture("exim/all/rejectlog")}
+	code, out, errOut := runIngestCLI(t, "", own...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if got := hosts(out); len(got) != 1 || got[""] == 0 {
+		t.Fatalf("without --host, hosts %v, want none", got)
+	}
+	records := hosts(out)[""]
+	code, out, errOut = runIngestCLI(t, "", append([]string{"--host", "mx1.example"}, own...)...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if got := hosts(out); len(got) != 1 || got["mx1.example"] != records {
+		t.Errorf("with --host mx1.example, hosts %v, want all %d records on mx1.example", got, records)
+	}
+	code, out, errOut = runIngestCLI(t, "", "--host", "mx1.example", fixture("exim/handwritten/syslog"))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if got := hosts(out); len(got) != 1 || got["mx"] == 0 {
+		t.Errorf("syslog lines with --host: hosts %v, want theirs, mx", got)
+	}
+}

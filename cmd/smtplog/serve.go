@@ -29,6 +29,7 @@ func newServeCmd(e *env) *cobra.Command {
 		ingest   []string
 		syslogs  []string
 		mta      string
+		mtaHost  string
 		flushAft time.Duration
 		flushEv  time.Duration
 		stf      storeFlags
@@ -169,7 +170,7 @@ incomplete.`,
 			// SMTP, the web UI and the MTA inputs run as one group: the
 			// first to fail stops the others; a signal stops them all.
 			mi := &mtaInputs{dialects: ingestDialects(), mta: mta, handler: handler, log: log,
-				flushAfter: flushAft, flushEvery: flushEv, queue: 4096}
+				flushAfter: flushAft, flushEvery: flushEv, queue: 4096, host: mtaHost}
 			var g group
 			gctx := g.start(ctx)
 			for _, path := range ingest {
@@ -205,6 +206,7 @@ incomplete.`,
 	fs.StringArrayVar(&syslogs, "syslog", nil, "receive MTA logs over syslog: udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT?cert=FILE&key=FILE (repeatable)")
 	fs.StringVar(&mta, "mta", "auto", "which MTA wrote the --ingest and --syslog logs: auto, postfix, exim, sendmail, opensmtpd")
 	fs.DurationVar(&flushAft, "flush-after", mtalog.DefaultFlushAfter, "emit an MTA message as incomplete after this long without a line")
+	fs.StringVar(&mtaHost, "host", "", "the host to name in records of --ingest and --syslog lines that name none, such as Exim's own mainlog and rejectlog (default: none)")
 	fs.DurationVar(&flushEv, "flush-every", time.Minute, "how often to look for such idle messages")
 	sf.register(fs)
 	of.register(fs, "")

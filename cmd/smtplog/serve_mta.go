@@ -26,13 +26,15 @@ type mtaInputs struct {
 	log        *slog.Logger
 	flushAfter time.Duration
 	flushEvery time.Duration
-	queue      int // lines buffered per syslog receiver
+	queue      int    // lines buffered per syslog receiver
+	host       string // --host: the host of lines that name none
 }
 
 // pipeline returns a new pipeline for one source.
 func (m *mtaInputs) pipeline() (*mtalog.Pipeline, error) {
 	return mtalog.NewPipeline(mtalog.PipelineOptions{
 		Dialects: m.dialects, MTA: m.mta, FlushAfter: m.flushAfter, Handler: m.handler,
+		Correlator: mtalog.CorrelatorOptions{Host: m.host},
 	})
 }
 
