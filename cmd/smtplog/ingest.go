@@ -256,7 +256,7 @@ func runIngest(ctx context.Context, e *env, c ingestConfig) (err error) {
 			}
 		}
 	}
-	stop := startProgress(ctx, e, c.progress, total, &rs)
+	stop := startProgress(ctx, e, "ingest", c.progress, total, &rs.stats.Bytes)
 	start := time.Now()
 	runErr := p.Run(ctx, mtalog.Merge(files...))
 	stop()
@@ -292,10 +292,11 @@ type readCounter struct {
 	stats mtalog.ReadStats
 }
 
-// startProgress shows read progress on standard error when it is a
-// terminal (or always/never as asked) for inputs over 64 MB; it returns a
-// function that stops and clears it.
-func startProgress(ctx context.Context, e *env, mode string, total int64, rc *readCounter) func() {
+// startProgress shows how many of total bytes were read (*n), after
+// label, on standard error when it is a terminal (or always/never as
+// asked) for inputs over 64 MB; it returns a function that stops and
+// clears it.
+func startProgress(ctx context.Context, e *env, label, mode string, total int64, n *int64) func() {
 	show := false
 	switch mode {
 	case "always":
@@ -321,11 +322,11 @@ func startProgress(ctx context.Context, e *env, mode string, total int64, rc *re
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				n := atomic.LoadInt64(&rc.stats.Bytes)
+				read := atomic.LoadInt64(n)
 				if total > 0 {
-					fmt.Fprintf(e.stderr, "\r\033[Kingest: %5.1f%% %d/%d MB", 100*float64(n)/float64(total), n>>20, total>>20)
+					fmt.Fprintf(e.stderr, "\r\033[K%s: %5.1f%% %d/%d MB", label, 100*float64(read)/float64(total), read>>20, total>>20)
 				} else {
-					fmt.Fprintf(e.stderr, "\r\033[Kingest: %d MB", n>>20)
+					fmt.Fprintf(e.stderr, "\r\033[K%s: %d MB", label, read>>20)
 				}
 			}
 		}

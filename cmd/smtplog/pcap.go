@@ -121,7 +121,7 @@ func runPcap(ctx context.Context, e *env, c pcapConfig) (err error) {
 		}
 	}
 	stats := d.Stats()
-	stop := startPcapProgress(ctx, e, c.progress, total, &stats.Bytes)
+	stop := startProgress(ctx, e, "pcap", c.progress, total, &stats.Bytes)
 	start := time.Now()
 	var errs []string
 	for _, path := range c.files {
@@ -161,48 +161,4 @@ func runPcap(ctx context.Context, e *env, c pcapConfig) (err error) {
 		return exitError{code: 1, msg: "pcap: " + strings.Join(errs, "; ") + " (the records read before were written)"}
 	}
 	return nil
-}
-
-// startPcapProgress shows how much of the captures was read, on standard
-// error when it is a terminal (or always/never as asked), for inputs over
-// 64 MB, like ingest's; it returns a function that stops and clears it.
-func startPcapProgress(ctx context.Context, e *env, mode string, total int64, n *int64) func() {
-	show := false
-	switch mode {
-	case "always":
-		show = true
-	case "never":
-	default:
-		show = total > 64<<20 && isTerminal(e.stderr)
-	}
-	if !show {
-		return func() {}
-	}
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(200 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				fmt.Fprint(e.stderr, "\r\033[K")
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				read := atomic.LoadInt64(n)
-				if total > 0 {
-					fmt.Fprintf(e.stderr, "\r\033[Kpcap: %5.1f%% %d/%d MB", 100*float64(read)/float64(total), read>>20, total>>20)
-				} else {
-					fmt.Fprintf(e.stderr, "\r\033[Kpcap: %d MB", read>>20)
-				}
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		<-finished
-	}
 }

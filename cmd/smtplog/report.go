@@ -159,7 +159,7 @@ func runReport(ctx context.Context, e *env, c reportConfig) (err error) {
 			}
 		}
 	}
-	stop := startProgress(ctx, e, c.progress, total, &rs)
+	stop := startProgress(ctx, e, "report", c.progress, total, &rs.stats.Bytes)
 	runErr := p.Run(ctx, mtalog.Merge(files...))
 	stop()
 	if runErr != nil {
