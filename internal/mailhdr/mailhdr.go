@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"golang.org/x/text/encoding/htmlindex"
+
+	"github.com/smtplog/smtplog/internal/record"
 )
 
 // MaxHeaderBytes bounds the header block read (Postfix's header_size_limit
@@ -169,4 +171,21 @@ func formatAddress(a *mail.Address) string {
 		return a.Address
 	}
 	return Decode(a.Name) + " <" + a.Address + ">"
+}
+
+// Fill sets the header fields of a message record from the message body
+// (as Parse reads it), flagging a header section that was cut short.
+func Fill(rec *record.Record, body []byte) {
+	h := Parse(body)
+	rec.MessageID = h.MessageID
+	rec.Subject = h.Subject
+	rec.From = h.From
+	rec.To = h.To
+	rec.Cc = h.Cc
+	rec.Date = h.Date
+	rec.UserAgent = h.UserAgent
+	rec.Received = h.Received // newest first, as in the message
+	if h.Truncated {
+		rec.Flags = append(rec.Flags, "header_truncated")
+	}
 }

@@ -997,7 +997,7 @@ func (c *Conversation) finishMessage(rep smtpwire.Reply, ts time.Time, ct *conte
 	rec := c.messageRecord(tx)
 	if ct != nil {
 		rec.Size = ct.size
-		c.fillHeaders(rec, ct.body)
+		mailhdr.Fill(rec, ct.body)
 		if ct.hashed {
 			sum := sha256.Sum256(ct.body)
 			rec.BodySHA256 = hex.EncodeToString(sum[:])
@@ -1049,12 +1049,12 @@ func (c *Conversation) endTx(ts time.Time, why string) {
 	case c.ph == phReply && c.pend.kind == pkDataEnd:
 		ct := c.content
 		rec.Size = ct.size
-		c.fillHeaders(rec, ct.body)
+		mailhdr.Fill(rec, ct.body)
 	case tx.bdat != nil:
 		rec.Size = tx.bdatSize
 	case c.ph == phData:
 		rec.Size = int64(c.halves[FromClient].len()) + tx.skipped + tx.lost
-		c.fillHeaders(rec, c.halves[FromClient].unread())
+		mailhdr.Fill(rec, c.halves[FromClient].unread())
 	}
 	rec.Transcript = sortedLines(c.tr.Tap())
 	c.tr.StopTap()
@@ -1093,21 +1093,6 @@ func (c *Conversation) baseRecord(t record.Type) *record.Record {
 		r.Username = c.authUser
 	}
 	return r
-}
-
-func (c *Conversation) fillHeaders(rec *record.Record, body []byte) {
-	h := mailhdr.Parse(body)
-	rec.MessageID = h.MessageID
-	rec.Subject = h.Subject
-	rec.From = h.From
-	rec.To = h.To
-	rec.Cc = h.Cc
-	rec.Date = h.Date
-	rec.UserAgent = h.UserAgent
-	rec.Received = h.Received
-	if h.Truncated {
-		rec.Flags = append(rec.Flags, "header_truncated")
-	}
 }
 
 // sortedLines orders transcript lines by capture time: pipelined commands

@@ -973,7 +973,7 @@ func (c *conn) finish(body []byte, size int64, tooLarge bool, anoms []string, bd
 			msg.Body = smtpwire.Normalize(body)
 			rec.Flags = append(rec.Flags, "normalized")
 		}
-		c.fillHeaders(rec, body)
+		mailhdr.Fill(rec, body)
 		start := c.now()
 		dr := c.sess.Data(c.ctx, msg)
 		tx.phases["backend"] = record.MS(c.now().Sub(start))
@@ -1120,22 +1120,6 @@ func (c *conn) baseRecord(t record.Type) *record.Record {
 		a.Annotate(r)
 	}
 	return r
-}
-
-func (c *conn) fillHeaders(rec *record.Record, body []byte) {
-	h := mailhdr.Parse(body)
-	rec.MessageID = h.MessageID
-	rec.Subject = h.Subject
-	rec.From = h.From
-	rec.To = h.To
-	rec.Cc = h.Cc
-	rec.Date = h.Date
-	rec.UserAgent = h.UserAgent
-	// Received fields appear newest first in a message.
-	rec.Received = h.Received
-	if h.Truncated {
-		rec.Flags = append(rec.Flags, "header_truncated")
-	}
 }
 
 func (c *conn) emitMessage(rec *record.Record) error {
