@@ -178,20 +178,30 @@ type ingestConfig struct {
 // ingestDBBatch is the number of records per Insert with --db.
 const ingestDBBatch = 5000
 
-func runIngest(ctx context.Context, e *env, c ingestConfig) (err error) {
-	var out io.Writer = e.stdout
-	if c.outPath != "-" && c.outPath != "" {
-		fh, err := os.OpenFile(c.outPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-		if err != nil {
-			return exitError{code: 1, msg: fmt.Sprintf("ingest: %v", err)}
-		}
-		defer func() {
-			if cerr := fh.Close(); cerr != nil && err == nil {
-				err = exitError{code: 1, msg: fmt.Sprintf("ingest: %v", cerr)}
-			}
-		}()
-		out = fh
+// openAppend opens the records output of command cmd: standard output
+// for "-" or "", else path for appending. done closes it and folds a
+// close error into *err.
+func openAppend(e *env, cmd, path string) (out io.Writer, done func(err *error), err error) {
+	if path == "-" || path == "" {
+		return e.stdout, func(*error) {}, nil
 	}
+	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, nil, exitError{code: 1, msg: fmt.Sprintf("%s: %v", cmd, err)}
+	}
+	return fh, func(err *error) {
+		if cerr := fh.Close(); cerr != nil && *err == nil {
+			*err = exitError{code: 1, msg: fmt.Sprintf("%s: %v", cmd, cerr)}
+		}
+	}, nil
+}
+
+func runIngest(ctx context.Context, e *env, c ingestConfig) (err error) {
+	out, done, err := openAppend(e, "ingest", c.outPath)
+	if err != nil {
+		return err
+	}
+	defer done(&err)
 	bw := bufio.NewWriterSize(out, 256<<10)
 	w := record.NewWriter(bw, c.format)
 	write := w.Write

@@ -93,19 +93,11 @@ type pcapConfig struct {
 }
 
 func runPcap(ctx context.Context, e *env, c pcapConfig) (err error) {
-	var out io.Writer = e.stdout
-	if c.outPath != "-" && c.outPath != "" {
-		fh, err := os.OpenFile(c.outPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-		if err != nil {
-			return exitError{code: 1, msg: fmt.Sprintf("pcap: %v", err)}
-		}
-		defer func() {
-			if cerr := fh.Close(); cerr != nil && err == nil {
-				err = exitError{code: 1, msg: fmt.Sprintf("pcap: %v", cerr)}
-			}
-		}()
-		out = fh
+	out, done, err := openAppend(e, "pcap", c.outPath)
+	if err != nil {
+		return err
 	}
+	defer done(&err)
 	bw := bufio.NewWriterSize(out, 256<<10)
 	w := record.NewWriter(bw, c.format)
 	d := pcapsmtp.NewDecoder(pcapsmtp.Options{
