@@ -5,10 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"os/user"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,46 +27,9 @@ const (
 // (smtpd_tls_auth_only = no), so that AUTH is in the capture.
 func saslPostfix(t *testing.T) *testenv.Postfix {
 	t.Helper()
-	testenv.NeedRoot(t)
-	saslpasswd := testenv.NeedBinary(t, "saslpasswd2")
-	if m, _ := filepath.Glob("/usr/lib/*/sasl2/libplain.so"); len(m) == 0 {
-		testenv.Unavailable(t, "Cyrus SASL PLAIN plugin missing: apt-get install libsasl2-modules")
-	}
-	dir, err := os.MkdirTemp("", "sasl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	db := filepath.Join(dir, "sasldb2")
-	cmd := exec.Command(saslpasswd, "-p", "-c", "-f", db, "-u", "postfix.test", canaryUser)
-	cmd.Stdin = strings.NewReader(canaryPass)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("saslpasswd2: %v\n%s", err, out)
-	}
-	pu, err := user.Lookup("postfix")
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(pu.Uid)
-	gid, _ := strconv.Atoi(pu.Gid)
-	os.Chown(db, uid, gid)
-	os.Chmod(db, 0o600)
-	conf := "pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\nsasldb_path: " + db + "\n"
-	return testenv.StartPostfix(t, testenv.PostfixOptions{
-		Hostname:         "postfix.test",
-		RejectRecipients: []string{"refused@"},
-		ConfigFiles:      map[string]string{"sasl/smtpd.conf": conf},
-		Extra: map[string]string{
-			"smtpd_sasl_auth_enable":      "yes",
-			"smtpd_sasl_type":             "cyrus",
-			"smtpd_sasl_path":             "smtpd",
-			"cyrus_sasl_config_path":      dir,
-			"smtpd_sasl_local_domain":     "postfix.test",
-			"smtpd_tls_auth_only":         "no",
-			"smtpd_sasl_security_options": "noanonymous",
-		},
-	})
+	o := testenv.PostfixOptions{Hostname: "postfix.test", RejectRecipients: []string{"refused@"}}
+	testenv.PostfixSASL(t, &o, "postfix.test", canaryUser, canaryPass, false)
+	return testenv.StartPostfix(t, o)
 }
 
 func swaks(t *testing.T, args ...string) string {

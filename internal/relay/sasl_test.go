@@ -3,11 +3,7 @@ package relay_test
 import (
 	"net"
 	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,50 +17,9 @@ import (
 // real MTA's SASL, not a stand-in.
 func saslPostfix(t *testing.T, relayHost string) *testenv.Postfix {
 	t.Helper()
-	testenv.NeedRoot(t)
-	saslpasswd := testenv.NeedBinary(t, "saslpasswd2")
-	if _, err := os.Stat("/usr/lib/x86_64-linux-gnu/sasl2/libplain.so"); err != nil {
-		if m, _ := filepath.Glob("/usr/lib/*/sasl2/libplain.so"); len(m) == 0 {
-			testenv.Unavailable(t, "Cyrus SASL PLAIN plugin missing: apt-get install libsasl2-modules")
-		}
-	}
-	dir, err := os.MkdirTemp("", "sasl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o755)
-	db := filepath.Join(dir, "sasldb2")
-	cmd := exec.Command(saslpasswd, "-p", "-c", "-f", db, "-u", "postfix.test", canaryUser)
-	cmd.Stdin = strings.NewReader(canaryPass)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("saslpasswd2: %v\n%s", err, out)
-	}
-	pu, err := user.Lookup("postfix")
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(pu.Uid)
-	gid, _ := strconv.Atoi(pu.Gid)
-	os.Chown(db, uid, gid)
-	os.Chmod(db, 0o600)
-	conf := "pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\nsasldb_path: " + db + "\n"
-	return testenv.StartPostfix(t, testenv.PostfixOptions{
-		RelayHost: relayHost,
-		Hostname:  "postfix.test",
-		// Debian's Postfix reads Cyrus SASL configuration from
-		// $config_directory/sasl (README.Debian), not cyrus_sasl_config_path.
-		ConfigFiles: map[string]string{"sasl/smtpd.conf": conf},
-		Extra: map[string]string{
-			"smtpd_sasl_auth_enable":      "yes",
-			"smtpd_sasl_type":             "cyrus",
-			"smtpd_sasl_path":             "smtpd",
-			"cyrus_sasl_config_path":      dir,
-			"smtpd_sasl_local_domain":     "postfix.test",
-			"smtpd_tls_auth_only":         "yes",
-			"smtpd_sasl_security_options": "noanonymous",
-		},
-	})
+	o := testenv.PostfixOptions{RelayHost: relayHost, Hostname: "postfix.test"}
+	testenv.PostfixSASL(t, &o, "postfix.test", canaryUser, canaryPass, true)
+	return testenv.StartPostfix(t, o)
 }
 
 // TestAuthThroughToPostfixSASL: AUTH PLAIN and LOGIN from swaks, over
