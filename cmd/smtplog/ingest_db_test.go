@@ -135,6 +135,12 @@ func TestIngestFollowDBKill9(t *testing.T) {
 	for i, r := range runs[1:] {
 		m := resumingRE.FindStringSubmatch(r)
 		if m == nil {
+			if !strings.Contains(r, ": opened ") {
+				// Killed while it was still finishing the batch the
+				// previous run left pending, before it said where it
+				// resumes: the next run finishes it again.
+				continue
+			}
 			t.Errorf("run %d did not resume from a saved state:\n%s", i+1, r)
 			continue
 		}
