@@ -563,10 +563,58 @@ func (p *Postfix) Reconfigure(t testing.TB, params map[string]string) {
 	if p.masterPID == 0 || p.proc.hasExited() {
 		t.Fatalf("testenv: reconfigure: postfix is not running")
 	}
+	old := childrenNamed(p.masterPID, "smtpd")
 	if err := syscall.Kill(p.masterPID, syscall.SIGHUP); err != nil {
 		t.Fatalf("testenv: reconfigure: %v", err)
 	}
 	p.WaitLogN(t, reload, n+1, 10*time.Second)
+	// After a reload, smtpd processes of the old configuration exit "as
+	// soon as is convenient" (master(8)): an idle one still takes one more
+	// connection and exits after it. Give them those connections, so that
+	// the test's next session meets the new settings. (Killing them
+	// instead makes the master throttle the service.)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		alive := false
+		for _, pid := range old {
+			if syscall.Kill(pid, 0) == nil {
+				alive = true
+			}
+		}
+		if !alive {
+			return
+		}
+		_ = probeGreeting(p.addr)
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("testenv: reconfigure: smtpd processes %v of the old configuration did not exit", old)
+}
+
+// childrenNamed returns the processes whose parent is ppid and whose
+// command name is name, from /proc.
+func childrenNamed(ppid int, name string) []int {
+	dirs, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+		st := string(b)
+		i, j := strings.IndexByte(st, '('), strings.LastIndexByte(st, ')')
+		if i < 0 || j < i {
+			continue
+		}
+		f := strings.Fields(st[j+1:])
+		if st[i+1:j] == name && len(f) > 1 && f[1] == strconv.Itoa(ppid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // Addr returns the SMTP listener, "127.0.0.1:<port>".
