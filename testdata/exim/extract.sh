@@ -8,8 +8,13 @@ dir=${1:?usage: extract.sh DIR}
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 if [ ! -x "$dir/root/usr/sbin/exim4" ]; then
-	(cd "$dir" && apt-get download exim4-daemon-light exim4-base exim4-config >/dev/null 2>&1)
-	for f in "$dir"/exim4-*.deb; do dpkg -x "$f" "$dir/root"; done
+	# Download and unpack in a directory of this run's own, then move it
+	# into place in one step, so that concurrent runs never see half of it.
+	tmp=$(mktemp -d "$dir/unpack.XXXXXX")
+	trap 'rm -rf "$tmp"' EXIT
+	(cd "$tmp" && apt-get download exim4-daemon-light exim4-base exim4-config >/dev/null 2>&1)
+	for f in "$tmp"/exim4-*.deb; do dpkg -x "$f" "$tmp/root"; done
+	mv -T "$tmp/root" "$dir/root" 2>/dev/null || [ -x "$dir/root/usr/sbin/exim4" ]
 fi
 if ldd "$dir/root/usr/sbin/exim4" | grep -q 'not found'; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y libidn12 >/dev/null
