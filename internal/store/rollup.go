@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"sort"
 	"time"
@@ -444,8 +445,8 @@ func (r *rollups) settleGone(ctx context.Context, tx *sql.Tx) error {
 
 // rebuildRollups computes every hour's roll-up from the records: for a
 // database created before roll-ups existed. It runs before the writer
-// starts.
-func rebuildRollups(ctx context.Context, db *sql.DB) error {
+// starts, once; on a large store it takes a while, so it says so.
+func rebuildRollups(ctx context.Context, db *sql.DB, log *slog.Logger) error {
 	var need bool
 	if err := db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM records) AND NOT EXISTS (SELECT 1 FROM rollups)`).Scan(&need); err != nil {
 		return fmt.Errorf("store: roll-ups: %w", err)
@@ -457,12 +458,15 @@ func rebuildRollups(ctx context.Context, db *sql.DB) error {
 	if err := db.QueryRowContext(ctx, `SELECT min(ts), max(ts) FROM records`).Scan(&lo, &hi); err != nil {
 		return fmt.Errorf("store: roll-ups: %w", err)
 	}
+	log.Info("store: computing the dashboard's hourly roll-ups of the records stored before they existed (once)")
+	t0 := time.Now()
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: roll-ups: %w", err)
 	}
 	defer tx.Rollback()
 	var r rollups
+	hours := 0
 	for h := floorDiv(lo, hourNS); h <= floorDiv(hi, hourNS); {
 		// Skip empty hours in one step.
 		var next sql.NullInt64
@@ -484,10 +488,12 @@ func rebuildRollups(ctx context.Context, db *sql.DB) error {
 		if err := r.addRows(ctx, tx, map[int64]*agg{h: a}); err != nil {
 			return err
 		}
+		hours++
 		h++
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: roll-ups: %w", err)
 	}
+	log.Info("store: roll-ups computed", "hours", hours, "took", time.Since(t0).Round(time.Millisecond))
 	return nil
 }

@@ -222,7 +222,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		s.w.Close()
 		return nil, err
 	}
-	if err := rebuildRollups(ctx, s.w); err != nil {
+	if err := rebuildRollups(ctx, s.w, opts.Logger); err != nil {
 		s.w.Close()
 		return nil, err
 	}
