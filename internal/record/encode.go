@@ -442,6 +442,7 @@ func appendTLS(b []byte, t *TLS) []byte {
 	b = appendStringField(b, `,"version":`, t.Version)
 	b = appendStringField(b, `,"cipher":`, t.Cipher)
 	b = appendStringField(b, `,"sni":`, t.SNI)
+	b = appendStringsField(b, `,"offered_versions":`, t.OfferedVersions)
 	b = appendStringField(b, `,"peer_cert":`, t.PeerCert)
 	b = appendStringField(b, `,"trust":`, t.Trust)
 	b = appendStringField(b, `,"error":`, t.Error)

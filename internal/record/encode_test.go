@@ -147,7 +147,7 @@ func randTLS(rnd *rand.Rand) *TLS {
 	if rnd.Intn(3) == 0 {
 		return nil
 	}
-	return &TLS{Used: rnd.Intn(2) == 0, Version: randString(rnd), Cipher: randString(rnd), SNI: randString(rnd), PeerCert: randString(rnd), Trust: randString(rnd), Error: randString(rnd)}
+	return &TLS{Used: rnd.Intn(2) == 0, Version: randString(rnd), Cipher: randString(rnd), SNI: randString(rnd), OfferedVersions: randStrings(rnd), PeerCert: randString(rnd), Trust: randString(rnd), Error: randString(rnd)}
 }
 
 // randRecord fills every field of a Record, each often zero.

@@ -135,13 +135,16 @@ type Rejection struct {
 
 // TLS describes one TLS leg. Used is always present when the struct is.
 type TLS struct {
-	Used     bool   `json:"used"`
-	Version  string `json:"version,omitempty"`
-	Cipher   string `json:"cipher,omitempty"`
-	SNI      string `json:"sni,omitempty"`
-	PeerCert string `json:"peer_cert,omitempty"` // subject of the peer's leaf certificate
-	Trust    string `json:"trust,omitempty"`     // MTA logs: Trusted, Verified, Untrusted, Anonymous
-	Error    string `json:"error,omitempty"`
+	Used    bool   `json:"used"`
+	Version string `json:"version,omitempty"`
+	Cipher  string `json:"cipher,omitempty"`
+	SNI     string `json:"sni,omitempty"`
+	// OfferedVersions are the versions the client offered, as far as the
+	// vantage point sees them (captures: from its ClientHello).
+	OfferedVersions []string `json:"offered_versions,omitempty"`
+	PeerCert        string   `json:"peer_cert,omitempty"` // subject of the peer's leaf certificate
+	Trust           string   `json:"trust,omitempty"`     // MTA logs: Trusted, Verified, Untrusted, Anonymous
+	Error           string   `json:"error,omitempty"`
 }
 
 // Auth describes an AUTH exchange. The secret never appears here.
