@@ -135,6 +135,7 @@ type Conversation struct {
 	tr         *smtpwire.Transcript
 	helo       string
 	tlsUsed    bool
+	hello      tlsHandshake // the cleartext start of the TLS handshake
 	authMech   string
 	authUser   string
 	authResult string
@@ -250,6 +251,9 @@ func (c *Conversation) Data(d Dir, ts time.Time, b []byte) {
 	c.seen(ts)
 	h := &c.halves[d]
 	if c.ph == phTLS || c.ph == phDead {
+		if c.ph == phTLS {
+			c.hello.feed(d, b)
+		}
 		h.dropped += int64(len(b))
 		return
 	}
@@ -272,7 +276,9 @@ func (c *Conversation) Gap(d Dir, ts time.Time, n int) {
 	}
 	h := &c.halves[d]
 	switch {
-	case c.ph == phTLS || c.ph == phDead:
+	case c.ph == phTLS:
+		c.hello.gap(d)
+	case c.ph == phDead:
 	case d == FromClient && c.ph == phData:
 		// Content lost; the end-of-data line is still found.
 		c.tx.lost += int64(n)
@@ -287,6 +293,9 @@ func (c *Conversation) Gap(d Dir, ts time.Time, n int) {
 		if h.cutPartialLine() {
 			h.skipToLF = true
 		}
+	}
+	if c.ph != phTLS {
+		h.noteGap() // in case what follows turns out to be a TLS handshake
 	}
 }
 
@@ -354,6 +363,20 @@ func (c *Conversation) advance(force bool) {
 		case phBDAT:
 			progress = c.bdatChunk()
 		case phTLS, phDead:
+			if c.ph == phTLS {
+				// What arrived with (or before) the switch to TLS.
+				for d := range c.halves {
+					h := &c.halves[d]
+					if h.skipToLF {
+						c.hello.gap(Dir(d)) // not known to start a record
+					}
+					b, gap := h.beforeGap()
+					c.hello.feed(Dir(d), b)
+					if gap {
+						c.hello.gap(Dir(d))
+					}
+				}
+			}
 			c.halves[0].drop()
 			c.halves[1].drop()
 			return
@@ -440,6 +463,11 @@ func (c *Conversation) detect(force bool) bool {
 		cb, sb = sb, cb
 	}
 	if isTLSRecord(cb) && implicitTLSPort(c.ep.Server.Port()) {
+		for d := range c.halves {
+			if c.halves[d].mid {
+				c.hello.gap(Dir(d)) // the capture did not see where the handshake starts
+			}
+		}
 		c.decide(true)
 		c.tlsUsed = true
 		c.flag(FlagContentEncrypted)
@@ -1088,6 +1116,9 @@ func (c *Conversation) baseRecord(t record.Type) *record.Record {
 		ServerPort: int(c.ep.Server.Port()),
 		Helo:       c.helo,
 		TLS:        &record.TLS{Used: c.tlsUsed},
+	}
+	if c.tlsUsed {
+		c.hello.fill(r.TLS)
 	}
 	if c.authed {
 		r.Username = c.authUser

@@ -16,8 +16,11 @@
 // commands in order, whatever the packets), RFC 3030 (BDAT/CHUNKING), RFC
 // 4954 (AUTH: the user name is kept, the secret never leaves the decoder)
 // and RFC 3207 (STARTTLS: what follows the 220 is encrypted; the session is
-// recorded with tls.used and the flag content_encrypted, and nothing after
-// it is decoded). Memory is bounded: connections are flushed when they
+// recorded with tls.used and the flag content_encrypted, and of what
+// follows only the cleartext start of the TLS handshake is read: the
+// ClientHello's server name and versions offered, the ServerHello's
+// version and cipher suite, and an alert sent in cleartext; the same on an
+// implicit-TLS port). Memory is bounded: connections are flushed when they
 // close, when they have been idle for a while in capture time, and when the
 // capture ends; message content is kept only up to a limit per connection.
 package pcapsmtp

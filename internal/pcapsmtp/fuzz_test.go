@@ -21,7 +21,13 @@ import (
 // direction, bits 1-2 the kind: data, gap, end, reset; bits 3-7 a length)
 // then, for data, that many bytes.
 func FuzzConversation(f *testing.F) {
-	for _, sc := range []script{plain(), bigSession()} {
+	srv, cli := serverTLS(f)
+	hs, _, _, _ := handshake(f, srv, cli)
+	starttls := script{steps: append([]step{
+		s("220 mx ESMTP\r\n"), c("EHLO c\r\n"), s("250-mx\r\n250 STARTTLS\r\n"),
+		c("STARTTLS\r\n"), s("220 go ahead\r\n"),
+	}, hs...)}
+	for _, sc := range []script{plain(), bigSession(), starttls} {
 		var b []byte
 		for _, st := range sc.steps {
 			for d := []byte(st.data); len(d) > 0; {

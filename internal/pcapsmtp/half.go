@@ -22,6 +22,27 @@ type half struct {
 	rst      bool
 	endTS    time.Time
 	dropped  int64 // bytes received and dropped (not SMTP, encrypted, out of step)
+	gapAt    int64 // stream offset of the first gap not yet read past, when gapSeen
+	gapSeen  bool
+}
+
+// noteGap remembers that bytes are missing at the end of what was received,
+// unless an earlier gap is still ahead of the read position.
+func (h *half) noteGap() {
+	if !h.gapSeen || h.gapAt < h.base+int64(h.off) {
+		h.gapAt, h.gapSeen = h.total, true
+	}
+}
+
+// beforeGap returns the unread bytes that precede the first gap ahead of
+// the read position, and whether there is such a gap.
+func (h *half) beforeGap() ([]byte, bool) {
+	u := h.unread()
+	pos := h.base + int64(h.off)
+	if !h.gapSeen || h.gapAt < pos {
+		return u, false
+	}
+	return u[:min(int64(len(u)), h.gapAt-pos)], true
 }
 
 // mark says that the bytes before stream offset end arrived at ts.

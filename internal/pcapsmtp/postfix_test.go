@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -68,7 +69,7 @@ func TestPostfixCapture(t *testing.T) {
 	run("auth", "-t", "a@dest.example", "--auth", "PLAIN", "--auth-user", canaryUser, "--auth-password", canaryPass)
 	run("login", "-t", "b@dest.example", "--auth", "LOGIN", "--auth-user", canaryUser, "--auth-password", canaryPass)
 	run("pipelined", "-t", "a@dest.example,b@dest.example", "--pipeline")
-	run("tls", "-t", "a@dest.example", "--tls")
+	run("tls", "-t", "a@dest.example", "--tls", "--tls-sni", "mx.dest.example")
 	// BDAT (RFC 3030), which swaks does not speak.
 	rc := testenv.DialSMTP(t, fw.Addr())
 	rc.Cmd("EHLO raw.example", 250)
@@ -146,12 +147,24 @@ func TestPostfixCapture(t *testing.T) {
 	if _, ok := msgs["<tls@shop.example>"]; ok {
 		t.Errorf("a message record from inside TLS")
 	}
+	established := regexp.MustCompile(`TLS connection established from [^:]*: (TLSv[0-9.]+) with cipher (\S+)`)
 	var tlsSessions, authed int
 	for _, s := range sessions {
 		if s.TLS != nil && s.TLS.Used {
 			tlsSessions++
 			if !slices.Contains(s.Flags, "content_encrypted") || s.Messages != 0 || s.Helo != "app.example" {
 				t.Errorf("STARTTLS session: flags %v messages %d helo %q", s.Flags, s.Messages, s.Helo)
+			}
+			// What Postfix negotiated, in its words: "TLS connection
+			// established from ...: TLSv1.3 with cipher TLS_AES_256_GCM_SHA384".
+			m := established.FindStringSubmatch(pf.WaitLog(t, established, 20*time.Second)[0])
+			version := strings.Replace(m[1], "TLSv", "TLS ", 1)
+			t.Logf("STARTTLS session: tls %+v; Postfix logged %q", s.TLS, m[0])
+			// OpenSSL names TLS 1.3 suites as the IANA registry does, and
+			// older ones its own way.
+			if s.TLS.Version != version || s.TLS.Cipher == "" || (version == "TLS 1.3" && s.TLS.Cipher != m[2]) ||
+				s.TLS.SNI != "mx.dest.example" || !slices.Contains(s.TLS.OfferedVersions, version) || s.TLS.Error != "" {
+				t.Errorf("STARTTLS session: tls %+v; Postfix logged %q", s.TLS, m[0])
 			}
 		} else if s.Messages < 1 || (s.CloseReason != record.CloseQuit && s.CloseReason != record.CloseClientLost) {
 			t.Errorf("session %s: %d messages, close %q flags %v anomalies %v", s.Helo, s.Messages, s.CloseReason, s.Flags, s.Anomalies)
