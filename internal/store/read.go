@@ -69,6 +69,10 @@ func (s *Store) Search(ctx context.Context, q *query.Query, page Page) (Result, 
 	}
 	limit = min(limit, 1000)
 	b := newSQLBuilder(q)
+	var err error
+	if b.probeText, err = s.textPlans(ctx, q, limit); err != nil {
+		return Result{}, err
+	}
 	where := "1"
 	if q != nil && q.Expr != nil {
 		w, err := b.expr(q.Expr)

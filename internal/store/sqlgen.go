@@ -1,7 +1,9 @@
 package store
 
 import (
+	"context"
 	"fmt"
+	"math"
 	"net/netip"
 	"strings"
 
@@ -21,6 +23,10 @@ import (
 type sqlBuilder struct {
 	args    []any
 	buckets bucketRange
+	// probeText holds the FTS5 phrases that are common enough to be
+	// checked record by record (see textPlans); the others are matched
+	// once and the record IDs looked up.
+	probeText map[string]bool
 }
 
 func newSQLBuilder(q *query.Query) *sqlBuilder {
@@ -185,7 +191,11 @@ func (b *sqlBuilder) term(t *query.Term) (string, error) {
 		}
 		return "EXISTS (SELECT 1 FROM codes c WHERE c.record_id = r.id AND " + p + ")", nil
 	case query.FieldText:
-		return "r.id IN (SELECT rowid FROM fts WHERE fts MATCH " + b.arg(ftsPhrase(t.Words, t.Prefixed)) + ")", nil
+		phrase := ftsPhrase(t.Words, t.Prefixed)
+		if b.probeText[phrase] {
+			return "EXISTS (SELECT 1 FROM fts WHERE fts MATCH " + b.arg(phrase) + " AND rowid = r.id)", nil
+		}
+		return "r.id IN (SELECT rowid FROM fts WHERE fts MATCH " + b.arg(phrase) + ")", nil
 	}
 	return "", fmt.Errorf("store: field %q not supported", t.Field)
 }
@@ -214,4 +224,74 @@ func prefixRange(p netip.Prefix) (lo, hi []byte) {
 		}
 	}
 	return lo, hi
+}
+
+// forceTextProbe makes every free-text phrase probed: for tests.
+var forceTextProbe bool
+
+// textPhrases returns the FTS5 phrases of x's free-text terms.
+func textPhrases(x query.Expr, out []string) []string {
+	switch x := x.(type) {
+	case *query.And:
+		for _, y := range x.X {
+			out = textPhrases(y, out)
+		}
+	case *query.Or:
+		for _, y := range x.X {
+			out = textPhrases(y, out)
+		}
+	case *query.Not:
+		out = textPhrases(x.X, out)
+	case *query.Term:
+		if x.Field == query.FieldText {
+			out = append(out, ftsPhrase(x.Words, x.Prefixed))
+		}
+	}
+	return out
+}
+
+// textPlans chooses, for each free-text phrase of q, how a search checks
+// it. Matching the phrase once and looking up the IDs costs about a few
+// µs per matching record; checking it record by record, as records are
+// walked newest first, costs tens of µs per record walked, and a page of
+// results walks about page/density records. For a phrase that matches a
+// large share of the store (density = matches/records), probing wins:
+// with costs c1 per match and c2 per probe, when matches² > (page·c2/c1)·
+// records. Counting stops at that threshold, so choosing costs at most
+// threshold × c1. Both forms select the same records.
+func (s *Store) textPlans(ctx context.Context, q *query.Query, page int) (map[string]bool, error) {
+	if q == nil || q.Expr == nil {
+		return nil, nil
+	}
+	phrases := textPhrases(q.Expr, nil)
+	if len(phrases) == 0 {
+		return nil, nil
+	}
+	var records int64
+	if err := s.r.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM records`).Scan(&records); err != nil {
+		return nil, fmt.Errorf("store: search: %w", err)
+	}
+	const perProbeOverMatch = 8 // c2/c1, measured on a store of 10M records
+	threshold := int64(math.Sqrt(float64(page) * perProbeOverMatch * float64(records)))
+	plans := map[string]bool{}
+	if forceTextProbe {
+		for _, ph := range phrases {
+			plans[ph] = true
+		}
+		return plans, nil
+	}
+	if threshold < 1000 {
+		return nil, nil // a small store: matching once is cheap whatever the phrase
+	}
+	for _, ph := range phrases {
+		if _, done := plans[ph]; done {
+			continue
+		}
+		var n int64
+		if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT rowid FROM fts WHERE fts MATCH ? LIMIT ?)`, ph, threshold).Scan(&n); err != nil {
+			return nil, fmt.Errorf("store: search: %w", err)
+		}
+		plans[ph] = n >= threshold
+	}
+	return plans, nil
 }
