@@ -7,14 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"sync/atomic"
 	"time"
-
-	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
-	"github.com/gopacket/gopacket/reassembly"
 )
 
 // Stats count what a [Decoder] saw. Bytes is updated atomically while a
@@ -50,42 +44,22 @@ type Decoder struct {
 	stats Stats
 	err   error // the first handler error
 
-	pool      *reassembly.StreamPool
-	asm       *reassembly.Assembler
+	asm       *assembler
 	now       time.Time // capture time of the newest packet
 	lastFlush time.Time
 	ending    endKind
-
-	eth    layers.Ethernet
-	dot1q  layers.Dot1Q
-	sll    layers.LinuxSLL
-	sll2   layers.LinuxSLL2
-	loop   layers.Loopback
-	ip4    layers.IPv4
-	ip6    layers.IPv6
-	tcp    layers.TCP
-	parser *gopacket.DecodingLayerParser
-	types  []gopacket.LayerType
+	seg       tcpSegment
 }
 
 // NewDecoder returns a Decoder; opts.Handler receives the records.
 func NewDecoder(opts Options) *Decoder {
 	d := &Decoder{o: opts.withDefaults(), ending: endIdle}
-	d.pool = reassembly.NewStreamPool(factory{d})
-	d.asm = reassembly.NewAssembler(d.pool)
-	// Bounded memory for out-of-order segments (pages of 1900 bytes).
-	d.asm.MaxBufferedPagesPerConnection = 4096
-	d.asm.MaxBufferedPagesTotal = 64 << 10
+	d.asm = newAssembler(d)
 	return d
 }
 
 // Stats returns the counts so far.
 func (d *Decoder) Stats() *Stats { return &d.stats }
-
-type packetReader interface {
-	ZeroCopyReadPacketData() ([]byte, gopacket.CaptureInfo, error)
-	LinkType() layers.LinkType
-}
 
 // countingReader counts the bytes read for progress.
 type countingReader struct {
@@ -118,13 +92,13 @@ func open(r io.Reader) (packetReader, error) {
 	}
 	switch {
 	case magic[0] == 0x0a && magic[1] == 0x0d && magic[2] == 0x0d && magic[3] == 0x0a:
-		r, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{})
+		r, err := newNgReader(br)
 		if err != nil {
 			return nil, fmt.Errorf("pcapng: %w", err)
 		}
 		return r, nil
 	case isPcapMagic(magic):
-		r, err := pcapgo.NewReader(br)
+		r, err := newPcapReader(br)
 		if err != nil {
 			return nil, fmt.Errorf("pcap: %w", err)
 		}
@@ -144,24 +118,6 @@ func isPcapMagic(m []byte) bool {
 	return false
 }
 
-func (d *Decoder) firstLayer(lt layers.LinkType) (gopacket.LayerType, bool) {
-	switch lt {
-	case layers.LinkTypeEthernet:
-		return layers.LayerTypeEthernet, true
-	case layers.LinkTypeLinuxSLL:
-		return layers.LayerTypeLinuxSLL, true
-	case layers.LinkTypeLinuxSLL2:
-		return layers.LayerTypeLinuxSLL2, true
-	case layers.LinkTypeNull, layers.LinkTypeLoop:
-		return layers.LayerTypeLoopback, true
-	case layers.LinkTypeRaw, layers.LinkTypeIPv4:
-		return layers.LayerTypeIPv4, true
-	case layers.LinkTypeIPv6:
-		return layers.LayerTypeIPv6, true
-	}
-	return 0, false
-}
-
 // ReadFrom reads one capture to its end. A capture that is not one, or
 // ends in the middle of a packet, is an error; the records of what was
 // read before are emitted all the same (Close flushes the connections
@@ -171,14 +127,9 @@ func (d *Decoder) ReadFrom(ctx context.Context, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	lt := pr.LinkType()
-	first, ok := d.firstLayer(lt)
-	if !ok {
-		return fmt.Errorf("link type %v is not supported (Ethernet, Linux cooked, loopback and raw IP are)", lt)
+	if lt := pr.linkType(); !linkSupported(lt) {
+		return fmt.Errorf("link type %d is not supported (Ethernet, Linux cooked, loopback and raw IP are)", lt)
 	}
-	d.parser = gopacket.NewDecodingLayerParser(first,
-		&d.eth, &d.dot1q, &d.sll, &d.sll2, &d.loop, &d.ip4, &d.ip6, &d.tcp)
-	d.parser.IgnoreUnsupported = true
 	for n := 0; ; n++ {
 		if n&1023 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -188,7 +139,7 @@ func (d *Decoder) ReadFrom(ctx context.Context, r io.Reader) error {
 		if d.err != nil {
 			return d.err
 		}
-		data, ci, err := pr.ZeroCopyReadPacketData()
+		data, ts, link, err := pr.next()
 		if err != nil {
 			if err == io.EOF {
 				return nil
@@ -199,42 +150,25 @@ func (d *Decoder) ReadFrom(ctx context.Context, r io.Reader) error {
 			return fmt.Errorf("after packet %d: %w", d.stats.Packets, err)
 		}
 		d.stats.Packets++
-		d.packet(data, ci)
+		d.packet(data, ts, link)
 	}
 }
 
-func (d *Decoder) packet(data []byte, ci gopacket.CaptureInfo) {
-	if ci.Timestamp.After(d.now) {
-		d.now = ci.Timestamp
+func (d *Decoder) packet(data []byte, ts time.Time, link int) {
+	if ts.After(d.now) {
+		d.now = ts
 	}
-	err := d.parser.DecodeLayers(data, &d.types)
-	var netFlow gopacket.Flow
-	hasTCP, hasIP := false, false
-	for _, t := range d.types {
-		switch t {
-		case layers.LayerTypeIPv4:
-			netFlow, hasIP = d.ip4.NetworkFlow(), true
-			if d.ip4.Flags&layers.IPv4MoreFragments != 0 || d.ip4.FragOffset != 0 {
-				hasIP = false // fragments are not reassembled
-			}
-		case layers.LayerTypeIPv6:
-			netFlow, hasIP = d.ip6.NetworkFlow(), true
-		case layers.LayerTypeTCP:
-			hasTCP = true
-		}
-	}
-	switch {
-	case hasTCP && hasIP:
-		ctx := assemblerContext(ci)
-		d.asm.AssembleWithContext(netFlow, &d.tcp, &ctx)
-	case err != nil && !hasIP:
+	switch decodePacket(link, data, &d.seg) {
+	case pktTCP:
+		d.asm.assemble(&d.seg, ts)
+	case pktUndecodable:
 		d.stats.Undecodable++
 	default:
 		d.stats.OtherFrames++
 	}
 	if d.now.Sub(d.lastFlush) >= time.Second {
 		d.lastFlush = d.now
-		d.asm.FlushWithOptions(reassembly.FlushOptions{T: d.now.Add(-d.o.GapWait), TC: d.now.Add(-d.o.IdleTimeout)})
+		d.asm.flush(d.now.Add(-d.o.GapWait), d.now.Add(-d.o.IdleTimeout))
 	}
 }
 
@@ -242,49 +176,33 @@ func (d *Decoder) packet(data []byte, ci gopacket.CaptureInfo) {
 // capture, and returns the first handler error.
 func (d *Decoder) Close() error {
 	d.ending = endCaptureEnded
-	d.asm.FlushAll()
+	d.asm.flushAll()
 	return d.err
 }
 
-type assemblerContext gopacket.CaptureInfo
-
-func (a *assemblerContext) GetCaptureInfo() gopacket.CaptureInfo { return gopacket.CaptureInfo(*a) }
-
 // ---- reassembly glue
 
-type factory struct{ d *Decoder }
-
-// New starts a stream for a connection's first packet. A packet without
-// SYN and without data (the last ACK of a closed connection, which the
-// reassembler would otherwise open an empty stream for) starts none.
-func (f factory) New(netFlow, tcpFlow gopacket.Flow, tcp *layers.TCP, ac reassembly.AssemblerContext) reassembly.Stream {
-	if !tcp.SYN && len(tcp.Payload) == 0 {
+// newStream starts a stream for a connection's first packet. A packet
+// without SYN and without data (the last ACK of a closed connection) starts
+// none.
+func (d *Decoder) newStream(tcp *tcpSegment, ts time.Time) *stream {
+	if !tcp.syn && len(tcp.payload) == 0 {
 		return nil
 	}
-	src := endpoint(netFlow.Src(), tcpFlow.Src())
-	dst := endpoint(netFlow.Dst(), tcpFlow.Dst())
-	s := &stream{d: f.d}
+	src, dst := tcp.src, tcp.dst
+	s := &stream{d: d}
 	ep := Endpoints{Client: src, Server: dst}
-	known := tcp.SYN
+	known := tcp.syn
 	switch {
-	case tcp.SYN && tcp.ACK: // the server's SYN-ACK
+	case tcp.syn && tcp.ack: // the server's SYN-ACK
 		ep = Endpoints{Client: dst, Server: src}
 		s.firstIsServer = true
-	case !tcp.SYN && likelyServerPort(src.Port(), dst.Port()):
+	case !tcp.syn && likelyServerPort(src.Port(), dst.Port()):
 		ep = Endpoints{Client: dst, Server: src}
 		s.firstIsServer = true
 	}
-	s.conv = newConversation(f.d.o, ep, known, ac.GetCaptureInfo().Timestamp)
+	s.conv = newConversation(d.o, ep, known, ts)
 	return s
-}
-
-func endpoint(n, t gopacket.Endpoint) netip.AddrPort {
-	a, _ := netip.AddrFromSlice(n.Raw())
-	var port uint16
-	if r := t.Raw(); len(r) == 2 {
-		port = uint16(r[0])<<8 | uint16(r[1])
-	}
-	return netip.AddrPortFrom(a, port)
 }
 
 // likelyServerPort guesses, for a connection whose SYN is not in the
@@ -304,15 +222,15 @@ func likelyServerPort(a, b uint16) bool {
 type stream struct {
 	d             *Decoder
 	conv          *Conversation
-	firstIsServer bool    // the reassembler's client-to-server direction is our server's
+	firstIsServer bool    // the reassembler's direction 0 (the first packet's) is our server's
 	rst           [2]bool // indexed by the conversation's Dir
 	done          bool
 	counted       bool
 }
 
-func (s *stream) dir(rd reassembly.TCPFlowDirection) Dir {
+func (s *stream) dir(rd int) Dir {
 	d := FromClient
-	if rd != reassembly.TCPDirClientToServer {
+	if rd != 0 {
 		d = FromServer
 	}
 	if s.firstIsServer {
@@ -322,25 +240,27 @@ func (s *stream) dir(rd reassembly.TCPFlowDirection) Dir {
 	return d
 }
 
-func (s *stream) Accept(tcp *layers.TCP, ci gopacket.CaptureInfo, dir reassembly.TCPFlowDirection, nextSeq reassembly.Sequence, start *bool, ac reassembly.AssemblerContext) bool {
+// Accept sees every packet of the connection first; valid says whether
+// the direction's next byte is known.
+func (s *stream) Accept(tcp *tcpSegment, ts time.Time, dir int, valid bool, start *bool) bool {
 	if s.done {
 		return false
 	}
-	if nextSeq == -1 && !tcp.SYN && !*start {
+	if !valid && !tcp.syn && !*start {
 		// The capture missed this direction's SYN: start where it starts.
-		if len(tcp.Payload) > 0 || tcp.FIN || tcp.RST {
+		if len(tcp.payload) > 0 || tcp.fin || tcp.rst {
 			*start = true
 			s.conv.MarkMidStream(s.convDir(dir))
 		}
 	}
-	if tcp.RST {
+	if tcp.rst {
 		d := s.convDir(dir)
 		s.rst[d] = true
 		if s.conv.halves[d].ended {
 			// The reassembler ignores a RST after this side's FIN, yet it
 			// ends the connection (a client that closed and was then sent
 			// more, as after a TLS close_notify).
-			s.conv.End(d, ci.Timestamp, true)
+			s.conv.End(d, ts, true)
 			s.finish(endClosed)
 			return false
 		}
@@ -350,7 +270,7 @@ func (s *stream) Accept(tcp *layers.TCP, ci gopacket.CaptureInfo, dir reassembly
 
 // convDir maps a reassembly direction to the conversation's, following a
 // swap of roles the conversation made on content.
-func (s *stream) convDir(rd reassembly.TCPFlowDirection) Dir {
+func (s *stream) convDir(rd int) Dir {
 	d := s.dir(rd)
 	if s.conv.swapped() {
 		d = 1 - d
@@ -358,29 +278,24 @@ func (s *stream) convDir(rd reassembly.TCPFlowDirection) Dir {
 	return d
 }
 
-func (s *stream) ReassembledSG(sg reassembly.ScatterGather, ac reassembly.AssemblerContext) {
+// ReassembledSG receives the next bytes of direction rd in order, after
+// skip missing bytes (-1: unknown), captured at ts; end when the direction
+// ended.
+func (s *stream) ReassembledSG(rd int, skip int, data []byte, end bool, ts time.Time) {
 	if s.done {
 		return
-	}
-	rd, _, end, skip := sg.Info()
-	n, _ := sg.Lengths()
-	var ts time.Time
-	if ac != nil {
-		ts = ac.GetCaptureInfo().Timestamp
-	} else {
-		ts = sg.CaptureInfo(0).Timestamp
 	}
 	c := s.conv
 	d := s.convDir(rd)
 	if skip > 0 {
 		c.Gap(d, ts, skip)
 	}
-	if n > 0 {
+	if n := len(data); n > 0 {
 		if !s.counted {
 			s.counted = true
 			s.d.stats.Connections++
 		}
-		c.Data(s.convDir(rd), ts, sg.Fetch(n))
+		c.Data(s.convDir(rd), ts, data)
 	}
 	if end {
 		c.End(s.convDir(rd), ts, s.rst[s.convDir(rd)])
@@ -390,9 +305,10 @@ func (s *stream) ReassembledSG(sg reassembly.ScatterGather, ac reassembly.Assemb
 	}
 }
 
-func (s *stream) ReassemblyComplete(ac reassembly.AssemblerContext) bool {
+// ReassemblyComplete is called when both directions ended or the
+// connection was flushed.
+func (s *stream) ReassemblyComplete() {
 	s.finish(s.d.ending)
-	return true
 }
 
 func (s *stream) finish(how endKind) {

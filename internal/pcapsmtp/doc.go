@@ -1,6 +1,6 @@
 // Package pcapsmtp turns captured network traffic into smtplog records: it
-// reads pcap and pcapng files (gopacket's pcapgo, no cgo), reassembles TCP
-// streams (gopacket's reassembly: retransmissions, duplicates and
+// reads pcap and pcapng files (its own small reader, no cgo, no gopacket:
+// see capfile.go), reassembles TCP streams (retransmissions, duplicates and
 // out-of-order segments are put back in order, lost segments become gaps),
 // finds SMTP conversations by their content rather than by port, and decodes
 // each with the wire layer the relay uses (internal/smtpwire) into one
