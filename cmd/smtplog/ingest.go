@@ -99,24 +99,8 @@ error.
 			} else if ckDir != "" {
 				return exitError{code: 2, msg: "--checkpoint-dir needs --follow"}
 			}
-			stdinUsed := false
-			for _, a := range args {
-				if a == "-" {
-					if stdinUsed {
-						return exitError{code: 2, msg: "standard input (-) can be named once"}
-					}
-					stdinUsed = true
-					continue
-				}
-				if _, err := os.Stat(a); err != nil {
-					if errors.Is(err, fs.ErrNotExist) && follow {
-						continue // followed like tail -F: read once it appears
-					}
-					if errors.Is(err, fs.ErrNotExist) {
-						return exitError{code: 1, msg: fmt.Sprintf("ingest: %s: no such file", a)}
-					}
-					return exitError{code: 1, msg: fmt.Sprintf("ingest: %v", err)}
-				}
+			if err := checkInputs("ingest", args, follow); err != nil {
+				return err
 			}
 			c := ingestConfig{
 				dialects: dialects, mta: mta, files: args, outPath: outPath, dbPath: dbPath, format: f,
@@ -177,6 +161,32 @@ type ingestConfig struct {
 
 // ingestDBBatch is the number of records per Insert with --db.
 const ingestDBBatch = 5000
+
+// checkInputs checks the input files of command cmd: "-" (standard
+// input) at most once, and every other one present, unless missing files
+// may appear later (a followed file, like tail -F).
+func checkInputs(cmd string, args []string, mayAppear bool) error {
+	stdinUsed := false
+	for _, a := range args {
+		if a == "-" {
+			if stdinUsed {
+				return exitError{code: 2, msg: "standard input (-) can be named once"}
+			}
+			stdinUsed = true
+			continue
+		}
+		if _, err := os.Stat(a); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				if mayAppear {
+					continue
+				}
+				return exitError{code: 1, msg: fmt.Sprintf("%s: %s: no such file", cmd, a)}
+			}
+			return exitError{code: 1, msg: fmt.Sprintf("%s: %v", cmd, err)}
+		}
+	}
+	return nil
+}
 
 // openAppend opens the records output of command cmd: standard output
 // for "-" or "", else path for appending. done closes it and folds a

@@ -3,10 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -57,21 +55,8 @@ after the records of what could be read were written.`,
 			if idle <= 0 {
 				return exitError{code: 2, msg: "--idle-timeout must be positive"}
 			}
-			stdinUsed := false
-			for _, a := range args {
-				if a == "-" {
-					if stdinUsed {
-						return exitError{code: 2, msg: "standard input (-) can be named once"}
-					}
-					stdinUsed = true
-					continue
-				}
-				if _, err := os.Stat(a); err != nil {
-					if errors.Is(err, fs.ErrNotExist) {
-						return exitError{code: 1, msg: fmt.Sprintf("pcap: %s: no such file", a)}
-					}
-					return exitError{code: 1, msg: fmt.Sprintf("pcap: %v", err)}
-				}
+			if err := checkInputs("pcap", args, false); err != nil {
+				return err
 			}
 			return runPcap(cmd.Context(), e, pcapConfig{files: args, outPath: outPath, format: f, progress: progress, idle: idle})
 		},

@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"time"
 
@@ -75,21 +73,8 @@ warnings and unparsed lines, are then empty.`,
 					return exitError{code: 2, msg: fmt.Sprintf("--mta %s: not supported yet; known: auto, %v", mta, mtalog.DialectNames(dialects))}
 				}
 			}
-			stdinUsed := false
-			for _, a := range args {
-				if a == "-" {
-					if stdinUsed {
-						return exitError{code: 2, msg: "standard input (-) can be named once"}
-					}
-					stdinUsed = true
-					continue
-				}
-				if _, err := os.Stat(a); err != nil {
-					if errors.Is(err, fs.ErrNotExist) {
-						return exitError{code: 1, msg: fmt.Sprintf("report: %s: no such file", a)}
-					}
-					return exitError{code: 1, msg: fmt.Sprintf("report: %v", err)}
-				}
+			if err := checkInputs("report", args, false); err != nil {
+				return err
 			}
 			opt := report.Options{Top: top}
 			if top == 0 {
