@@ -770,7 +770,7 @@ func (c *Conversation) data() bool {
 			c.errs = append(c.errs, "DATA: "+err.Error())
 		}
 		size, body = res.Size, res.Body
-		anoms = contentAnomalies(res.BareLF, res.BareCR, res.NUL)
+		anoms = smtpwire.ContentAnomalies(res.BareLF, res.BareCR, res.NUL)
 		if res.LongLines > 0 {
 			anoms = append(anoms, "long_lines")
 		}
@@ -824,20 +824,6 @@ func (c *Conversation) bdatChunk() bool {
 	c.tr.Add(c.pend.ts, "C", "", fmt.Sprintf("[%d bytes of BDAT]", c.pend.size))
 	c.expect(c.pend)
 	return true
-}
-
-func contentAnomalies(lf, cr, nul int) []string {
-	var a []string
-	if lf > 0 {
-		a = append(a, "bare_lf_in_data")
-	}
-	if cr > 0 {
-		a = append(a, "bare_cr_in_data")
-	}
-	if nul > 0 {
-		a = append(a, "nul_in_data")
-	}
-	return a
 }
 
 // ---- server side
@@ -995,7 +981,7 @@ func (c *Conversation) onReply(rep smtpwire.Reply, ts time.Time) {
 		if rep.Class() == 2 || p.last {
 			tx.bdatScan.Finish()
 			ct = &content{size: tx.bdatSize, body: tx.bdat.Bytes(), hashed: !tx.bdatTooBig && !tx.incomplete,
-				anomalies: contentAnomalies(tx.bdatScan.BareLF, tx.bdatScan.BareCR, tx.bdatScan.NUL)}
+				anomalies: smtpwire.ContentAnomalies(tx.bdatScan.BareLF, tx.bdatScan.BareCR, tx.bdatScan.NUL)}
 			if tx.bdatTooBig {
 				ct.body = tx.hdr
 			}

@@ -828,7 +828,7 @@ func (c *conn) data(cmd smtpwire.Command) bool {
 	}
 	c.transcript.Add(c.now(), "C", "", fmt.Sprintf("[%d bytes of DATA]", res.Size))
 	c.tx.phases["data_in"] = record.MS(c.now().Sub(start))
-	anoms := contentAnomalies(res.BareLF, res.BareCR, res.NUL)
+	anoms := smtpwire.ContentAnomalies(res.BareLF, res.BareCR, res.NUL)
 	if res.LongLines > 0 {
 		anoms = append(anoms, "long_lines")
 	}
@@ -858,20 +858,6 @@ func (c *conn) dataStart() (bool, bool) {
 	c.completeRecord(rec, tx, rep)
 	c.emitMessage(rec)
 	return c.backendReply(rep), false
-}
-
-func contentAnomalies(lf, cr, nul int) []string {
-	var a []string
-	if lf > 0 {
-		a = append(a, "bare_lf_in_data")
-	}
-	if cr > 0 {
-		a = append(a, "bare_cr_in_data")
-	}
-	if nul > 0 {
-		a = append(a, "nul_in_data")
-	}
-	return a
 }
 
 func (c *conn) bdat(cmd smtpwire.Command) bool {
@@ -940,7 +926,7 @@ func (c *conn) bdat(cmd smtpwire.Command) bool {
 		return true
 	}
 	tx.bdatScan.Finish()
-	anoms := contentAnomalies(tx.bdatScan.BareLF, tx.bdatScan.BareCR, tx.bdatScan.NUL)
+	anoms := smtpwire.ContentAnomalies(tx.bdatScan.BareLF, tx.bdatScan.BareCR, tx.bdatScan.NUL)
 	return c.finish(tx.bdat.Bytes(), tx.bdatSize, tx.bdatTooBig, anoms, true)
 }
 

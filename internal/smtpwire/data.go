@@ -216,3 +216,20 @@ func DotStuff(w io.Writer, body []byte) error {
 	}
 	return bw.Flush()
 }
+
+// ContentAnomalies names, as records list them, what a DATA or BDAT
+// content held that SMTP forbids: bare LF, bare CR, NUL (counts from the
+// data reader).
+func ContentAnomalies(lf, cr, nul int) []string {
+	var a []string
+	if lf > 0 {
+		a = append(a, "bare_lf_in_data")
+	}
+	if cr > 0 {
+		a = append(a, "bare_cr_in_data")
+	}
+	if nul > 0 {
+		a = append(a, "nul_in_data")
+	}
+	return a
+}
