@@ -44,11 +44,14 @@ if ! getent passwd Debian-exim >/dev/null; then
 	exit 1
 fi
 
+chosen=" "
 freeport() {
 	local p
 	while :; do
-		p=$((20000 + RANDOM % 30000))
-		if [ -z "$(ss -Hltn "sport = :$p")" ]; then
+		# Below the kernel's ephemeral range (32768 and up by default), so
+		# no outgoing connection of a concurrent test holds the port.
+		p=$((15000 + RANDOM % 17000))
+		if [ -z "$(ss -Hltn "sport = :$p")" ] && [[ $chosen != *" $p "* ]]; then
 			echo "$p"
 			return
 		fi
@@ -68,11 +71,17 @@ chown -R Debian-exim:Debian-exim "$work/spool" "$work/log" "$work/mail"
 chmod 755 "$work"
 
 P_IN=$(freeport)   # Exim's SMTP port
+chosen+="$P_IN "
 P_TLS=$(freeport)  # Exim's second port: the far end of the tls.test hop
+chosen+="$P_TLS "
 P_OK=$(freeport)   # smtp-sink: accepts everything
+chosen+="$P_OK "
 P_TMP=$(freeport)  # smtp-sink: 4xx to RCPT
+chosen+="$P_TMP "
 P_PERM=$(freeport) # smtp-sink: 5xx to RCPT
+chosen+="$P_PERM "
 P_DATA=$(freeport) # smtp-sink: 5xx after DATA
+chosen+="$P_DATA "
 
 if [ ! -f "$work/cert.pem" ]; then
 	openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj '/CN=mx.example.test' \
@@ -245,10 +254,20 @@ smtp-sink -u nobody -r RCPT 127.0.0.1:$P_TMP 64 & pids+=($!)
 smtp-sink -u nobody -f RCPT 127.0.0.1:$P_PERM 64 & pids+=($!)
 smtp-sink -u nobody -f . 127.0.0.1:$P_DATA 64 & pids+=($!)
 E -bd
-for _ in $(seq 50); do
-	[ -n "$(ss -Hltn "sport = :$P_IN")" ] && [ -n "$(ss -Hltn "sport = :$P_OK")" ] && break
+listening() {
+	local p
+	for p in "$@"; do [ -n "$(ss -Hltn "sport = :$p")" ] || return 1; done
+}
+for _ in $(seq 100); do
+	listening "$P_IN" "$P_TLS" "$P_OK" "$P_TMP" "$P_PERM" "$P_DATA" && break
 	sleep 0.1
 done
+if ! listening "$P_IN" "$P_TLS" "$P_OK" "$P_TMP" "$P_PERM" "$P_DATA"; then
+	# A port was taken between the choice and the bind: say so with an
+	# exit status of its own, so the caller can run again on new ports.
+	echo "make-logs.sh: a daemon did not start listening (port taken?)" >&2
+	exit 75
+fi
 
 sw() { swaks --server 127.0.0.1:$P_IN --silent 2 "$@" >>"$work/swaks.out" 2>&1 || true; }
 
