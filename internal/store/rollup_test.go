@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -206,4 +207,14 @@ func FuzzRollupDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_ = newAgg().decodeInto(b, nil)
 	})
+}
+
+func TestLatencyKey(t *testing.T) {
+	for _, c := range []struct{ in, want float64 }{
+		{1, 1}, {1.0049, 1}, {1.239, 1.23}, {0.0123456, 0.0123}, {999.9, 999}, {1000, 1000}, {1234.5, 1230}, {0.1, 0.1}, {36.04, 36},
+	} {
+		if got := latencyKey(c.in); math.Abs(got-c.want) > 1e-9*c.want {
+			t.Errorf("latencyKey(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
 }

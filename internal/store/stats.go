@@ -142,27 +142,51 @@ func (s *Store) statsRolled(ctx context.Context, lo, hi, a0, b0, bucket int64) (
 		spans = append(spans, [2]int64{b0, hi})
 	}
 	return s.scanSpans(ctx, lo, bucket, spans, func(a *agg) error {
-		rows, err := s.r.QueryContext(ctx, `SELECT hour, data FROM rollups WHERE hour >= ? AND hour < ?`, a0/hourNS, b0/hourNS)
+		h0, h1 := a0/hourNS, b0/hourNS
+		if h1-h0 < 48 || s.memory {
+			return s.decodeRollups(ctx, a, h0, h1, lo, bucket)
+		}
+		// A long range: the later half is decoded on another connection
+		// (and core) into a total of its own, then added.
+		mid := h0 + (h1-h0)/2
+		other := newAgg()
+		done := make(chan error, 1)
+		go func() { done <- s.decodeRollups(ctx, other, mid, h1, lo, bucket) }()
+		err := s.decodeRollups(ctx, a, h0, mid, lo, bucket)
+		if oerr := <-done; err == nil {
+			err = oerr
+		}
 		if err != nil {
-			return fmt.Errorf("store: stats: roll-ups: %w", err)
+			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var h int64
-			var data sql.RawBytes
-			if err := rows.Scan(&h, &data); err != nil {
-				return fmt.Errorf("store: stats: roll-ups: %w", err)
-			}
-			base := h*hourNS - lo
-			if err := a.decodeInto(data, func(m int64) int64 { return (base + m*minuteNS) / bucket }); err != nil {
-				return fmt.Errorf("store: stats: roll-up of hour %d: %w", h, err)
-			}
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("store: stats: roll-ups: %w", err)
-		}
+		a.add(other)
 		return nil
 	})
+}
+
+// decodeRollups adds the roll-ups of the hours [h0, h1) to a, their minute
+// slots mapped to buckets of the given size from lo.
+func (s *Store) decodeRollups(ctx context.Context, a *agg, h0, h1, lo, bucket int64) error {
+	rows, err := s.r.QueryContext(ctx, `SELECT hour, data FROM rollups WHERE hour >= ? AND hour < ?`, h0, h1)
+	if err != nil {
+		return fmt.Errorf("store: stats: roll-ups: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var h int64
+		var data sql.RawBytes
+		if err := rows.Scan(&h, &data); err != nil {
+			return fmt.Errorf("store: stats: roll-ups: %w", err)
+		}
+		base := h*hourNS - lo
+		if err := a.decodeInto(data, func(m int64) int64 { return (base + m*minuteNS) / bucket }); err != nil {
+			return fmt.Errorf("store: stats: roll-up of hour %d: %w", h, err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: stats: roll-ups: %w", err)
+	}
+	return nil
 }
 
 // scanSpans scans the records and recipients of each span concurrently,
