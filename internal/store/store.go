@@ -34,7 +34,8 @@
 //
 // The dashboard's aggregates (Stats) come from hourly roll-ups that every
 // batch adds to in its own transaction and that deletions subtract from
-// (rollup.go), so a month costs about what a day does.
+// (rollup.go), so their cost grows with the hours of a range, not with
+// the records in it.
 //
 // The full-text table uses FTS5's contentless_delete (SQLite 3.43 or
 // later), so that retention can delete from it; an older sqlite3 shell can

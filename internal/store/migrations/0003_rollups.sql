@@ -5,7 +5,7 @@
 -- deleted records add the same with negative counts. The rows of an hour
 -- are merged from time to time. Stats sums the rows of the whole hours of
 -- a range and scans records only for the partial hours at its ends, so the
--- dashboard costs about the same over a month as over a day.
+-- dashboard's cost grows with the hours of its range, not their records.
 
 -- Recipients by time served only the dashboard's scans, which now read
 -- them through records_ts for the ragged ends of a range alone.
