@@ -96,15 +96,7 @@ func (s *Store) deleteOldest(ctx context.Context, cut *int64) (int64, error) {
 		if n, err = res.RowsAffected(); err != nil || n == 0 {
 			return err
 		}
-		for _, q := range []string{
-			`DELETE FROM rcpts WHERE record_id IN (SELECT id FROM doomed)`,
-			`DELETE FROM rejected WHERE record_id IN (SELECT id FROM doomed)`,
-			`DELETE FROM deliveries WHERE record_id IN (SELECT id FROM doomed)`,
-			`DELETE FROM codes WHERE record_id IN (SELECT id FROM doomed)`,
-			`DELETE FROM transcripts WHERE record_id IN (SELECT id FROM doomed)`,
-			`DELETE FROM fts WHERE rowid IN (SELECT id FROM doomed)`,
-			`DELETE FROM records WHERE id IN (SELECT id FROM doomed)`,
-		} {
+		for _, q := range deleteRecordsIn("doomed") {
 			if _, err := tx.ExecContext(ctx, q); err != nil {
 				return err
 			}
@@ -115,6 +107,22 @@ func (s *Store) deleteOldest(ctx context.Context, cut *int64) (int64, error) {
 		return 0, fmt.Errorf("store: prune: %w", err)
 	}
 	return n, nil
+}
+
+// deleteRecordsIn returns the statements that delete the records whose
+// IDs the table ids holds (a column "id"), with their rows in every child
+// table; the roll-up triggers see them go.
+func deleteRecordsIn(ids string) []string {
+	sel := "(SELECT id FROM " + ids + ")"
+	return []string{
+		`DELETE FROM rcpts WHERE record_id IN ` + sel,
+		`DELETE FROM rejected WHERE record_id IN ` + sel,
+		`DELETE FROM deliveries WHERE record_id IN ` + sel,
+		`DELETE FROM codes WHERE record_id IN ` + sel,
+		`DELETE FROM transcripts WHERE record_id IN ` + sel,
+		`DELETE FROM fts WHERE rowid IN ` + sel,
+		`DELETE FROM records WHERE id IN ` + sel,
+	}
 }
 
 // usedBytes is the size of the pages in use.

@@ -166,7 +166,7 @@ var (
 	rawPutSQL    = `INSERT INTO raw_messages (queue_id, ts, size, codec, data) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (queue_id) DO UPDATE SET ts = excluded.ts, size = excluded.size, codec = excluded.codec, data = excluded.data`
 	rawDoomedClear = []string{`DELETE FROM raw_doomed`, `DELETE FROM raw_doomed_records`}
-	rawDeletes     = []string{
+	rawDeletes     = append([]string{
 		`INSERT OR IGNORE INTO raw_doomed_records SELECT id, session_id FROM records
 			WHERE queue_id IN (SELECT queue_id FROM raw_doomed) AND type = 'message'`,
 		// Session records whose every message goes.
@@ -175,16 +175,8 @@ var (
 			AND s.type = 'session'
 			AND NOT EXISTS (SELECT 1 FROM records m WHERE m.session_id = s.session_id AND m.type = 'message'
 				AND m.id NOT IN (SELECT id FROM raw_doomed_records))`,
-		// The same child tables as deleteOldest.
-		`DELETE FROM rcpts WHERE record_id IN (SELECT id FROM raw_doomed_records)`,
-		`DELETE FROM rejected WHERE record_id IN (SELECT id FROM raw_doomed_records)`,
-		`DELETE FROM deliveries WHERE record_id IN (SELECT id FROM raw_doomed_records)`,
-		`DELETE FROM codes WHERE record_id IN (SELECT id FROM raw_doomed_records)`,
-		`DELETE FROM transcripts WHERE record_id IN (SELECT id FROM raw_doomed_records)`,
-		`DELETE FROM fts WHERE rowid IN (SELECT id FROM raw_doomed_records)`,
-		`DELETE FROM records WHERE id IN (SELECT id FROM raw_doomed_records)`,
-		`DELETE FROM raw_messages WHERE queue_id IN (SELECT queue_id FROM raw_doomed)`,
-	}
+	}, append(deleteRecordsIn("raw_doomed_records"),
+		`DELETE FROM raw_messages WHERE queue_id IN (SELECT queue_id FROM raw_doomed)`)...)
 )
 
 func rawPrepared() []string {
