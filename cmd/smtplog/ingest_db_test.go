@@ -5,13 +5,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -31,16 +29,7 @@ func followDBArgs(dir string) []string {
 // TestIngestFollowDBChild is `smtplog ingest --follow --db` for
 // TestIngestFollowDBKill9; it runs only when re-executed by it.
 func TestIngestFollowDBChild(t *testing.T) {
-	dir := os.Getenv("SMTPLOG_TEST_FOLLOW_DB_DIR")
-	if dir == "" {
-		t.Skip("helper process for TestIngestFollowDBKill9")
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	e := &env{stdin: strings.NewReader(""), stdout: os.Stdout, stderr: os.Stderr, getenv: func(string) string { return "" }}
-	if code := run(ctx, e, followDBArgs(dir)); code != 0 {
-		t.Fatalf("exit %d", code)
-	}
+	runChild(t, "SMTPLOG_TEST_FOLLOW_DB_DIR", "TestIngestFollowDBKill9", followDBArgs)
 }
 
 var resumingRE = regexp.MustCompile(`: resuming at offset (\d+) \(([^)]*)\), (\d+) lines to replay`)

@@ -587,14 +587,21 @@ func (c *child) stop(kill bool) int {
 // TestIngestFollowChild is `smtplog ingest --follow` for
 // TestIngestFollowKill9; it runs only when re-executed by it.
 func TestIngestFollowChild(t *testing.T) {
-	dir := os.Getenv("SMTPLOG_TEST_FOLLOW_DIR")
+	runChild(t, "SMTPLOG_TEST_FOLLOW_DIR", "TestIngestFollowKill9", followArgs)
+}
+
+// runChild runs smtplog with args(dir) when the test binary was re-executed
+// by parent with dir in the environment variable dirVar; SIGTERM stops it
+// as it stops the command.
+func runChild(t *testing.T, dirVar, parent string, args func(dir string) []string) {
+	dir := os.Getenv(dirVar)
 	if dir == "" {
-		t.Skip("helper process for TestIngestFollowKill9")
+		t.Skip("helper process for " + parent)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	e := &env{stdin: strings.NewReader(""), stdout: os.Stdout, stderr: os.Stderr, getenv: func(string) string { return "" }}
-	if code := run(ctx, e, followArgs(dir)); code != 0 {
+	if code := run(ctx, e, args(dir)); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 }
