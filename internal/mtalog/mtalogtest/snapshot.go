@@ -78,3 +78,21 @@ func CheckSnapshots(t *testing.T, lines []mtalog.Line, newC func() mtalog.Correl
 		t.Error("no snapshot held anything open")
 	}
 }
+
+// CheckRestoreRefuses checks that a fresh correlator from newC refuses, with
+// an error rather than a half restore, a snapshot of another version,
+// garbage, and each of the inconsistent snapshots bad; and that one that has
+// been fed inUse refuses even a valid empty snapshot.
+func CheckRestoreRefuses(t *testing.T, newC func() mtalog.Correlator, inUse mtalog.Line, bad ...string) {
+	t.Helper()
+	for _, b := range append([]string{`{"v":2}`, `{"v":0}`, `not json`, ``}, bad...) {
+		if err := newC().(mtalog.Snapshotter).Restore([]byte(b)); err == nil {
+			t.Errorf("Restore(%s) = nil", b)
+		}
+	}
+	c := newC()
+	c.Feed(inUse, func(*record.Record) {})
+	if err := c.(mtalog.Snapshotter).Restore([]byte(`{"v":1}`)); err == nil {
+		t.Error("Restore into a correlator in use = nil")
+	}
+}

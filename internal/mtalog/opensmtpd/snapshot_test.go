@@ -6,7 +6,6 @@ import (
 
 	"github.com/smtplog/smtplog/internal/mtalog"
 	"github.com/smtplog/smtplog/internal/mtalog/mtalogtest"
-	"github.com/smtplog/smtplog/internal/record"
 )
 
 // TestSnapshotRoundTrip snapshots the correlator after every line of each
@@ -28,25 +27,10 @@ func TestSnapshotRoundTrip(t *testing.T) {
 // TestSnapshotRefusesOtherVersions: a snapshot of another version, an
 // inconsistent one, or garbage, is refused rather than half restored.
 func TestSnapshotRefusesOtherVersions(t *testing.T) {
-	for _, b := range []string{
-		`{"v":2}`,
-		`{"v":0}`,
+	mtalogtest.CheckRestoreRefuses(t, func() mtalog.Correlator { return NewCorrelator(Options{}) }, readSyslog(t, "smtpd.log")[1],
 		`{"v":1,"sessions":[{"id":"a","rec":{"type":"session"}},{"id":"a","rec":{"type":"session"}}]}`,
 		`{"v":1,"messages":[{"id":"a","rec":{"type":"message"}},{"id":"a","rec":{"type":"message"}}]}`,
-		`{"v":1,"messages":[{"id":"a","rec":{"type":"message"},"final":{"a0000001":"sent"}}]}`,
-		`not json`,
-		``,
-	} {
-		c := NewCorrelator(Options{})
-		if err := c.Restore([]byte(b)); err == nil {
-			t.Errorf("Restore(%s) = nil", b)
-		}
-	}
-	c := NewCorrelator(Options{})
-	c.Feed(readSyslog(t, "smtpd.log")[1], func(*record.Record) {})
-	if err := c.Restore([]byte(`{"v":1}`)); err == nil {
-		t.Error("Restore into a correlator in use = nil")
-	}
+		`{"v":1,"messages":[{"id":"a","rec":{"type":"message"},"final":{"a0000001":"sent"}}]}`)
 }
 
 // TestResumeFromSnapshots restarts the ingest pipeline's Resumer from each

@@ -6,7 +6,6 @@ import (
 
 	"github.com/smtplog/smtplog/internal/mtalog"
 	"github.com/smtplog/smtplog/internal/mtalog/mtalogtest"
-	"github.com/smtplog/smtplog/internal/record"
 )
 
 // TestSnapshotRoundTrip snapshots the correlator after every line of each
@@ -28,24 +27,9 @@ func TestSnapshotRoundTrip(t *testing.T) {
 // TestSnapshotRefusesOtherVersions: a snapshot of another version, an
 // inconsistent one, or garbage, is refused rather than half restored.
 func TestSnapshotRefusesOtherVersions(t *testing.T) {
-	for _, b := range []string{
-		`{"v":2}`,
-		`{"v":0}`,
+	mtalogtest.CheckRestoreRefuses(t, func() mtalog.Correlator { return NewCorrelator(Options{}) }, readSyslog(t, "maillog")[0],
 		`{"v":1,"messages":[{"qid":"a","rec":{"type":"message"}},{"qid":"a","rec":{"type":"message"}}]}`,
-		`{"v":1,"conns":[{"pid":7},{"pid":7}]}`,
-		`not json`,
-		``,
-	} {
-		c := NewCorrelator(Options{})
-		if err := c.Restore([]byte(b)); err == nil {
-			t.Errorf("Restore(%s) = nil", b)
-		}
-	}
-	c := NewCorrelator(Options{})
-	c.Feed(readSyslog(t, "maillog")[0], func(*record.Record) {})
-	if err := c.Restore([]byte(`{"v":1}`)); err == nil {
-		t.Error("Restore into a correlator in use = nil")
-	}
+		`{"v":1,"conns":[{"pid":7},{"pid":7}]}`)
 }
 
 // TestResumeFromSnapshots restarts the ingest pipeline's Resumer from each
