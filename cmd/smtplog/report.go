@@ -126,6 +126,8 @@ func runReport(ctx context.Context, e *env, c reportConfig) (err error) {
 		MTA:      c.mta,
 		Handler:  agg,
 		Recycle:  true, // the Aggregator keeps no record, only strings
+		// and those it copies (TestReuseBuffersSameReport holds it to that)
+		ReuseBuffers: true,
 
 		Correlator: mtalog.CorrelatorOptions{Host: c.host},
 	})

@@ -36,6 +36,12 @@ type Dialect struct {
 	// --mta names it) on the goroutine that reads them, and feeds them to
 	// its correlators, which must be PreparedFeeders, with FeedPrepared.
 	NewPrepared func(n int) Prepared
+	// CopiesLines says that this dialect's correlators keep no string of a
+	// line (or of its parse) past Feed without copying it, which the
+	// buffer-reuse test (TestReuseBuffersSameReport) holds them to. The
+	// Pipeline reuses chunk buffers (PipelineOptions.ReuseBuffers) only
+	// while every correlator it has made is of such a dialect.
+	CopiesLines bool
 }
 
 // CorrelatorOptions is what every correlator is configured with.
@@ -135,6 +141,11 @@ type PipelineOptions struct {
 	// what it points to. Correlators that are Recyclers then reuse the
 	// memory of handled records.
 	Recycle bool
+	// ReuseBuffers promises that the Handler keeps no string of a record
+	// past Handle without copying it. Run then reads new input into the
+	// buffers of lines every correlator is done with (see chunkReuse):
+	// correlators copy what they keep of a line, as the package requires.
+	ReuseBuffers bool
 }
 
 // DefaultFlushAfter is how long an idle message is kept open by default;
@@ -212,6 +223,11 @@ type Pipeline struct {
 	err       error
 	pending   []*record.Record // emitted by a correlator, not yet handled
 	emit      func(*record.Record)
+
+	batchLines int  // lines per batch of Run's reading goroutine
+	poison     bool // tests: overwrite released chunks (chunkReuse.poison)
+	keepsLines bool // a correlator that may keep strings of lines exists: release no more chunks
+	reuse      *chunkReuse
 }
 
 // NewPipeline checks opt and returns a Pipeline.
@@ -230,6 +246,8 @@ func NewPipeline(opt PipelineOptions) (*Pipeline, error) {
 		unparsedN: map[string]*int64{},
 		perMTA:    make([]int64, len(opt.Dialects)),
 		corrs:     make([]Correlator, len(opt.Dialects)),
+
+		batchLines: runBatchLines,
 	}
 	if opt.MTA != "" && opt.MTA != "auto" {
 		for i, d := range opt.Dialects {
@@ -259,6 +277,7 @@ func (p *Pipeline) correlator(i int) Correlator {
 		o := p.opt.Correlator
 		o.Recycle = p.opt.Recycle
 		p.corrs[i] = p.opt.Dialects[i].New(o)
+		p.keepsLines = p.keepsLines || !p.opt.Dialects[i].CopiesLines
 	}
 	return p.corrs[i]
 }
@@ -465,17 +484,18 @@ type lineBatch struct {
 	prep    []Prepared // per dialect, nil for one without NewPrepared
 	lastP   string     // the program claimant last looked up, and its
 	lastIdx int        // dialect (a cache of the reading goroutine's)
+	chunk   uint64     // the reader's chunk of the last line (batchSource.batches)
 }
 
 func (p *Pipeline) newBatch() *lineBatch {
 	b := &lineBatch{
-		lines: make([]Line, 0, runBatchLines),
+		lines: make([]Line, 0, p.batchLines),
 		prep:  make([]Prepared, len(p.opt.Dialects)),
 	}
 	for i, d := range p.opt.Dialects {
 		if d.NewPrepared != nil && i < 127 {
-			b.prep[i] = d.NewPrepared(runBatchLines)
-			b.by = make([]int8, runBatchLines)
+			b.prep[i] = d.NewPrepared(p.batchLines)
+			b.by = make([]int8, p.batchLines)
 		}
 	}
 	return b
@@ -533,6 +553,11 @@ func (p *Pipeline) runBatches(ctx context.Context, src batchSource) error {
 	for i, d := range p.opt.Dialects {
 		preparing = preparing || d.NewPrepared != nil && i < 127
 	}
+	var reuse *chunkReuse
+	if p.opt.ReuseBuffers {
+		reuse = &chunkReuse{poison: p.poison}
+	}
+	p.reuse = reuse
 	var srcErr error
 	done := make(chan struct{})
 	go func() {
@@ -544,8 +569,8 @@ func (p *Pipeline) runBatches(ctx context.Context, src batchSource) error {
 			}
 		}()
 		cur := p.newBatch()
-		srcErr = src.batches(rctx, cur.lines, func(lines []Line) ([]Line, bool) {
-			cur.lines = lines
+		srcErr = src.batches(rctx, cur.lines, reuse, func(lines []Line, chunk uint64) ([]Line, bool) {
+			cur.lines, cur.chunk = lines, chunk
 			if preparing {
 				p.prepare(cur)
 			}
@@ -569,6 +594,14 @@ func (p *Pipeline) runBatches(ctx context.Context, src batchSource) error {
 		}
 		if ferr != nil {
 			cancel() // the reader stops; drain what it sent
+		}
+		if reuse != nil && b.chunk > 0 && !p.keepsLines {
+			// Every line of the chunks before the batch's last one has
+			// been fed, and no correlator keeps strings of them: their
+			// buffers may take new input. Once a correlator that may keep
+			// them exists no chunk is released again; those released
+			// before held no line it saw.
+			reuse.done.Store(b.chunk)
 		}
 		free <- b
 	}

@@ -20,6 +20,7 @@ func Dialect() mtalog.Dialect {
 		NewPrepared: func(n int) mtalog.Prepared {
 			return make(events, n)
 		},
+		CopiesLines: true,
 	}
 }
 

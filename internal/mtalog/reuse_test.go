@@ -1,0 +1,125 @@
+package mtalog_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smtplog/smtplog/internal/mtalog"
+	"github.com/smtplog/smtplog/internal/mtalog/exim"
+	"github.com/smtplog/smtplog/internal/mtalog/opensmtpd"
+	"github.com/smtplog/smtplog/internal/mtalog/postfix"
+	"github.com/smtplog/smtplog/internal/mtalog/sendmail"
+	"github.com/smtplog/smtplog/internal/report"
+	"github.com/smtplog/smtplog/internal/report/postfixnotes"
+)
+
+// reuseReport is `smtplog report --format json --top 0` of data with every
+// MTA and --mta auto, as the command runs it (records recycled). With
+// reuse, the pipeline reads into released chunk buffers, in chunks of 1 KiB
+// and batches of 7 lines, and overwrites each chunk as it is released: a
+// string of a line that a correlator or the Aggregator kept without
+// copying turns to garbage before the report is made.
+func reuseReport(t *testing.T, data []byte, reuse bool) (s string, reused int64) {
+	defer func() {
+		if r := recover(); r != nil {
+			t.Fatalf("panic: %v", r)
+		}
+	}()
+	t.Helper()
+	agg := report.New(report.Options{Top: -1})
+	ds := []mtalog.Dialect{postfix.Dialect(), exim.Dialect(), sendmail.Dialect(), opensmtpd.Dialect()}
+	p, err := mtalog.NewPipeline(mtalog.PipelineOptions{
+		Dialects:     postfixnotes.Dialects(ds, agg),
+		Handler:      agg,
+		Recycle:      true,
+		ReuseBuffers: reuse,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	opt := mtalog.ReaderOptions{Ref: ref, Parse: mtalog.Parsers(ds), MaxLine: 1023}
+	if reuse {
+		mtalog.SetTestChunking(p, &opt, 7, 1024, true)
+	}
+	if err := p.Run(context.Background(), mtalog.ReaderSource(bytes.NewReader(data), opt)); err != nil {
+		t.Fatal(err)
+	}
+	out, err := json.MarshalIndent(agg.Report(), "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), mtalog.ReusedChunks(p)
+}
+
+// TestReuseBuffersSameReport: reading into reused buffers changes nothing
+// in the report, over every MTA log under testdata and a replay of the
+// real Postfix log long enough for messages to stay open across many
+// released chunks.
+func TestReuseBuffersSameReport(t *testing.T) {
+	inputs := map[string][]byte{}
+	err := filepath.WalkDir("../../testdata", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		base := filepath.Base(path)
+		if strings.HasSuffix(base, ".json") {
+			return nil
+		}
+		if strings.HasSuffix(base, ".log") || strings.HasPrefix(base, "maillog") || strings.HasPrefix(base, "mainlog") ||
+			strings.HasPrefix(base, "rejectlog") {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			inputs[path] = data
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	real, err := os.ReadFile("../../testdata/postfix/real-3.7.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var big bytes.Buffer
+	if err := postfix.Replay(&big, real, 20, true); err != nil {
+		t.Fatal(err)
+	}
+	inputs["replay"] = big.Bytes()
+	if len(inputs) < 8 {
+		t.Fatalf("only %d logs found", len(inputs))
+	}
+	for name, data := range inputs {
+		t.Run(name, func(t *testing.T) {
+			want, _ := reuseReport(t, data, false)
+			got, reused := reuseReport(t, data, true)
+			if strings.Contains(name, "postfix") || name == "replay" {
+				// Only Postfix's correlators promise to copy (CopiesLines).
+				if reused == 0 || name == "replay" && reused < 100 {
+					t.Fatalf("only %d chunk buffers reused", reused)
+				}
+			}
+			if got != want {
+				g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
+				for i := range min(len(g), len(w)) {
+					if g[i] != w[i] {
+						t.Fatalf("report differs when chunk buffers are reused, at line %d:\n got %s\nwant %s", i+1, g[i], w[i])
+					}
+				}
+				t.Fatalf("report differs when chunk buffers are reused: %d lines, want %d", len(g), len(w))
+			}
+			if !strings.Contains(want, `"received"`) {
+				t.Fatalf("no totals in the report:\n%.500s", want)
+			}
+		})
+	}
+}
