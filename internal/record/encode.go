@@ -132,6 +132,7 @@ func MarshalText(r *Record) []byte {
 	}
 	if r.TLS != nil {
 		kv("tls", tlsText(r.TLS))
+		kv("sni", r.TLS.SNI) // the name the client asked for: which virtual host it meant
 	}
 	if r.UpstreamTLS != nil {
 		kv("upstream_tls", tlsText(r.UpstreamTLS))

@@ -90,9 +90,9 @@ func TestEscape(t *testing.T) {
 }
 
 func TestTextLine(t *testing.T) {
-	r := &Record{Type: TypeMessage, Timestamp: time.Unix(0, 0), Subject: "a\nb \x1b", MailFrom: Ptr("x@y"), RcptTo: []string{"v@w"}, Status: StatusAccepted, TLS: &TLS{Used: true, Version: "TLS 1.3", Cipher: "TLS_AES_128_GCM_SHA256"}}
+	r := &Record{Type: TypeMessage, Timestamp: time.Unix(0, 0), Subject: "a\nb \x1b", MailFrom: Ptr("x@y"), RcptTo: []string{"v@w"}, Status: StatusAccepted, TLS: &TLS{Used: true, Version: "TLS 1.3", Cipher: "TLS_AES_128_GCM_SHA256", SNI: "mx.example.org"}}
 	got := string(MarshalText(r))
-	want := `1970-01-01T00:00:00.000Z message from=<x@y> to=<v@w> subject="a\nb \x1b" status=accepted tls="TLS 1.3/TLS_AES_128_GCM_SHA256"` + "\n"
+	want := `1970-01-01T00:00:00.000Z message from=<x@y> to=<v@w> subject="a\nb \x1b" status=accepted tls="TLS 1.3/TLS_AES_128_GCM_SHA256" sni=mx.example.org` + "\n"
 	if got != want {
 		t.Errorf("text line:\n%q\nwant\n%q", got, want)
 	}
