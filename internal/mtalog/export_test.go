@@ -18,3 +18,6 @@ func ReusedChunks(p *Pipeline) int64 {
 	}
 	return p.reuse.reused.Load()
 }
+
+// Detach is Line.detach.
+func Detach(l Line) Line { return l.detach() }

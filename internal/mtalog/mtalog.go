@@ -5,7 +5,9 @@
 package mtalog
 
 import (
+	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/smtplog/smtplog/internal/record"
 )
@@ -22,6 +24,34 @@ type Line struct {
 	// Truncated is set when the line was longer than the source's limit and
 	// Raw (and Message) hold only its beginning.
 	Truncated bool
+}
+
+// detach returns l with its strings in memory of its own: one copy of Raw,
+// which Host, Program and Message are re-sliced from when they lie within
+// it (as the prefix parsers make them), and a copy of any that does not.
+// A correlator that keeps a piece of a detached line holds that line
+// alive, not the read chunk it came from.
+func (l Line) detach() Line {
+	raw := strings.Clone(l.Raw)
+	l.Host = rebase(l.Host, l.Raw, raw)
+	l.Program = rebase(l.Program, l.Raw, raw)
+	l.Message = rebase(l.Message, l.Raw, raw)
+	l.Raw = raw
+	return l
+}
+
+// rebase returns the part of to at the place s has in from, when s lies
+// within from, else a copy of s.
+func rebase(s, from, to string) string {
+	if s == "" {
+		return ""
+	}
+	p, f := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(unsafe.StringData(from)))
+	if f <= p && p+uintptr(len(s)) <= f+uintptr(len(from)) {
+		off := int(p - f)
+		return to[off : off+len(s)]
+	}
+	return strings.Clone(s)
 }
 
 // Correlator turns the lines of one MTA into records, joining lines by queue

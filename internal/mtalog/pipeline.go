@@ -39,8 +39,9 @@ type Dialect struct {
 	// CopiesLines says that this dialect's correlators keep no string of a
 	// line (or of its parse) past Feed without copying it, which the
 	// buffer-reuse test (TestReuseBuffersSameReport) holds them to. The
-	// Pipeline reuses chunk buffers (PipelineOptions.ReuseBuffers) only
-	// while every correlator it has made is of such a dialect.
+	// Pipeline hands the correlators of other dialects each line in memory
+	// of its own (Line.detach), so that what they keep of it holds neither
+	// a whole read chunk alive nor a buffer the reader writes over.
 	CopiesLines bool
 }
 
@@ -226,7 +227,6 @@ type Pipeline struct {
 
 	batchLines int  // lines per batch of Run's reading goroutine
 	poison     bool // tests: overwrite released chunks (chunkReuse.poison)
-	keepsLines bool // a correlator that may keep strings of lines exists: release no more chunks
 	reuse      *chunkReuse
 }
 
@@ -277,7 +277,6 @@ func (p *Pipeline) correlator(i int) Correlator {
 		o := p.opt.Correlator
 		o.Recycle = p.opt.Recycle
 		p.corrs[i] = p.opt.Dialects[i].New(o)
-		p.keepsLines = p.keepsLines || !p.opt.Dialects[i].CopiesLines
 	}
 	return p.corrs[i]
 }
@@ -363,7 +362,11 @@ func (p *Pipeline) feedPrepared(ctx context.Context, l *Line, b *lineBatch, k in
 			if b != nil && k < len(b.by) && int(b.by[k]) == i {
 				ok = p.correlator(i).(PreparedFeeder).FeedPrepared(l, b.prep[i], k, p.emit)
 			} else {
-				ok = p.correlator(i).Feed(*l, p.emit)
+				line := *l
+				if !p.opt.Dialects[i].CopiesLines {
+					line = line.detach()
+				}
+				ok = p.correlator(i).Feed(line, p.emit)
 			}
 			if ok {
 				p.perMTA[i]++
@@ -595,12 +598,9 @@ func (p *Pipeline) runBatches(ctx context.Context, src batchSource) error {
 		if ferr != nil {
 			cancel() // the reader stops; drain what it sent
 		}
-		if reuse != nil && b.chunk > 0 && !p.keepsLines {
+		if reuse != nil && b.chunk > 0 {
 			// Every line of the chunks before the batch's last one has
-			// been fed, and no correlator keeps strings of them: their
-			// buffers may take new input. Once a correlator that may keep
-			// them exists no chunk is released again; those released
-			// before held no line it saw.
+			// been fed: their buffers may take new input.
 			reuse.done.Store(b.chunk)
 		}
 		free <- b
