@@ -486,7 +486,7 @@ func (c *Correlator) disconnect(l mtalog.Line, e *Event, emit func(*record.Recor
 	c.idleSess.Remove(&s.idle)
 	s.rec.End = l.Time
 	if s.rec.CloseReason == "" {
-		if strings.Contains(" "+e.Counters, " quit=") {
+		if strings.HasPrefix(e.Counters, "quit=") || strings.Contains(e.Counters, " quit=") {
 			s.rec.CloseReason = record.CloseQuit
 		} else {
 			s.rec.CloseReason = record.CloseClientLost
