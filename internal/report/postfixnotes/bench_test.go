@@ -32,9 +32,10 @@ func BenchmarkReport(b *testing.B) {
 	for b.Loop() {
 		agg := report.New(report.Options{Top: -1})
 		p, err := mtalog.NewPipeline(mtalog.PipelineOptions{
-			Dialects: postfixnotes.Dialects([]mtalog.Dialect{postfix.Dialect()}, agg),
-			Handler:  agg,
-			Recycle:  true,
+			Dialects:     postfixnotes.Dialects([]mtalog.Dialect{postfix.Dialect()}, agg),
+			Handler:      agg,
+			Recycle:      true,
+			ReuseBuffers: true, // as smtplog report runs it
 		})
 		if err != nil {
 			b.Fatal(err)
