@@ -107,43 +107,143 @@ func Decode(s string) string {
 	}, s)
 }
 
-// Parse extracts Fields from a message.
+// Parse extracts Fields from a message. It reads the header block as Split
+// does (the same unfolding, the same limits) but keeps only the fields it
+// records: a message's other fields (DKIM signatures, ARC sets, list
+// headers) cost no copies. TestParseMatchesSplit holds the two together.
 func Parse(msg []byte) Fields {
-	raw, truncated := Split(msg)
-	f := Fields{Truncated: truncated}
-	for _, h := range raw {
-		switch strings.ToLower(h.Name) {
-		case "message-id":
-			if f.MessageID == "" {
-				f.MessageID = Decode(h.Value)
+	var f Fields
+	if len(msg) > MaxHeaderBytes {
+		msg = msg[:MaxHeaderBytes]
+		f.Truncated = true
+	}
+	var (
+		n   int       // header fields seen, for maxFields
+		cur fieldKind // the last field seen; kindOther when not recorded
+		val string    // its unfolded value, when recorded
+	)
+	for len(msg) > 0 {
+		i := bytes.IndexByte(msg, '\n')
+		var line []byte
+		if i < 0 {
+			line, msg = msg, nil
+		} else {
+			line, msg = msg[:i], msg[i+1:]
+		}
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if cur != kindOther {
+				val += " " + strings.TrimSpace(string(line))
 			}
-		case "subject":
-			if f.Subject == "" {
-				f.Subject = Decode(h.Value)
-			}
-		case "from":
-			if f.From == "" {
-				f.From = decodeAddress(h.Value)
-			}
-		case "to":
-			f.To = append(f.To, decodeAddressList(h.Value)...)
-		case "cc":
-			f.Cc = append(f.Cc, decodeAddressList(h.Value)...)
-		case "date":
-			if f.Date == "" {
-				f.Date = Decode(h.Value)
-			}
-		case "user-agent", "x-mailer":
-			if f.UserAgent == "" {
-				f.UserAgent = Decode(h.Value)
-			}
-		case "received":
-			if len(f.Received) < 100 {
-				f.Received = append(f.Received, Decode(h.Value))
-			}
+			continue
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok || len(name) == 0 || bytes.ContainsAny(name, " \t") {
+			continue // not a header line; tolerated
+		}
+		if n >= maxFields {
+			f.Truncated = true
+			break
+		}
+		f.add(cur, val)
+		n++
+		cur, val = kindOf(name), ""
+		if cur != kindOther {
+			val = strings.TrimSpace(string(value))
 		}
 	}
+	f.add(cur, val)
 	return f
+}
+
+// fieldKind names the header fields Parse records.
+type fieldKind int
+
+const (
+	kindOther fieldKind = iota
+	kindMessageID
+	kindSubject
+	kindFrom
+	kindTo
+	kindCc
+	kindDate
+	kindUserAgent
+	kindReceived
+)
+
+var kinds = map[string]fieldKind{
+	"message-id": kindMessageID,
+	"subject":    kindSubject,
+	"from":       kindFrom,
+	"to":         kindTo,
+	"cc":         kindCc,
+	"date":       kindDate,
+	"user-agent": kindUserAgent,
+	"x-mailer":   kindUserAgent,
+	"received":   kindReceived,
+}
+
+// kindOf matches a field name case-insensitively, as strings.ToLower
+// would: an ASCII name (nearly all) is folded without a copy; any other
+// goes through strings.ToLower, which also folds letters such as U+0130
+// to ASCII.
+func kindOf(name []byte) fieldKind {
+	var buf [len("message-id")]byte
+	if len(name) > len(buf) {
+		for _, c := range name {
+			if c >= 0x80 {
+				return kinds[strings.ToLower(string(name))]
+			}
+		}
+		return kindOther
+	}
+	for i, c := range name {
+		if c >= 0x80 {
+			return kinds[strings.ToLower(string(name))]
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	return kinds[string(buf[:len(name)])]
+}
+
+// add records one complete field (value unfolded).
+func (f *Fields) add(k fieldKind, v string) {
+	switch k {
+	case kindMessageID:
+		if f.MessageID == "" {
+			f.MessageID = Decode(v)
+		}
+	case kindSubject:
+		if f.Subject == "" {
+			f.Subject = Decode(v)
+		}
+	case kindFrom:
+		if f.From == "" {
+			f.From = decodeAddress(v)
+		}
+	case kindTo:
+		f.To = append(f.To, decodeAddressList(v)...)
+	case kindCc:
+		f.Cc = append(f.Cc, decodeAddressList(v)...)
+	case kindDate:
+		if f.Date == "" {
+			f.Date = Decode(v)
+		}
+	case kindUserAgent:
+		if f.UserAgent == "" {
+			f.UserAgent = Decode(v)
+		}
+	case kindReceived:
+		if len(f.Received) < 100 {
+			f.Received = append(f.Received, Decode(v))
+		}
+	}
 }
 
 func decodeAddress(v string) string {

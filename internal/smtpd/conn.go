@@ -60,6 +60,8 @@ type conn struct {
 	bw          *bufio.Writer
 	client      netip.AddrPort
 	server      netip.AddrPort
+	clientIP    string // client.Addr() and server.Addr() as text, made once
+	serverIP    string // for the message and session records alike
 	implicitTLS bool
 
 	ctx    context.Context
@@ -118,6 +120,7 @@ func newConnState(s *Server, nc net.Conn, implicitTLS bool) *conn {
 		server:      addrPort(nc.LocalAddr()),
 		start:       now,
 	}
+	c.clientIP, c.serverIP = c.client.Addr().String(), c.server.Addr().String()
 	c.transcript = smtpwire.NewTranscript(now, s.cfg.Limits.MaxTranscriptLines)
 	c.transcript.TapMax = 1000
 	c.info = &Conn{
@@ -190,7 +193,6 @@ func (c *conn) interruptIfIdle() {
 func (c *conn) serve() {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	defer c.cancel()
-	defer c.s.forget(c)
 	defer func() {
 		if v := recover(); v != nil {
 			c.s.log.Error("panic in SMTP session", "session", c.info.SessionID, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
@@ -204,6 +206,11 @@ func (c *conn) serve() {
 			c.closeSession()
 		}
 		c.nc.Close()
+		// The client is gone: it no longer counts against the connection
+		// limits while its session record waits for its commit, or a
+		// client that opens a connection per message would be refused
+		// for connections it has already closed.
+		c.s.forget(c)
 		c.emitSession()
 	}()
 
@@ -313,8 +320,9 @@ func (c *conn) flush() error {
 }
 
 func (c *conn) reply(r smtpwire.Reply) {
-	c.transcript.AddReply(c.now(), "", r)
-	c.bw.Write(r.Wire())
+	w := r.Wire()
+	c.transcript.AddWire(c.now(), "", w)
+	c.bw.Write(w)
 }
 
 func (c *conn) anomaly(a string) {
@@ -819,14 +827,14 @@ func (c *conn) data(cmd smtpwire.Command) bool {
 	}
 	res, err := smtpwire.ReadDataInto(c.br, smtpwire.DataLimits{MaxSize: c.caps.Size, MaxLine: 998}, c.dataBuf)
 	if err != nil {
-		c.transcript.Add(c.now(), "C", "", fmt.Sprintf("[%d bytes of DATA, incomplete]", res.Size))
+		c.transcript.Add(c.now(), "C", "", "["+strconv.FormatInt(res.Size, 10)+" bytes of DATA, incomplete]")
 		if isTimeout(err) {
 			return c.end(replyTimeout, record.CloseTimeout, "timeout during DATA", "timeout during DATA")
 		}
 		c.lost(err)
 		return false
 	}
-	c.transcript.Add(c.now(), "C", "", fmt.Sprintf("[%d bytes of DATA]", res.Size))
+	c.transcript.Add(c.now(), "C", "", "["+strconv.FormatInt(res.Size, 10)+" bytes of DATA]")
 	c.tx.phases["data_in"] = record.MS(c.now().Sub(start))
 	anoms := smtpwire.ContentAnomalies(res.BareLF, res.BareCR, res.NUL)
 	if res.LongLines > 0 {
@@ -1073,6 +1081,9 @@ func (c *conn) messageRecord(tx *transaction) *record.Record {
 	rec := c.baseRecord(record.TypeMessage)
 	rec.Timestamp = tx.start
 	rec.MailFrom = record.Ptr(tx.from.Addr)
+	if len(tx.rcpts) > 0 {
+		rec.RcptTo = make([]string, 0, len(tx.rcpts))
+	}
 	for _, r := range tx.rcpts {
 		rec.RcptTo = append(rec.RcptTo, r.Addr)
 	}
@@ -1087,9 +1098,9 @@ func (c *conn) baseRecord(t record.Type) *record.Record {
 		Source:     c.s.cfg.Source,
 		Host:       c.s.cfg.Hostname,
 		SessionID:  c.info.SessionID,
-		ClientIP:   c.client.Addr().String(),
+		ClientIP:   c.clientIP,
 		ClientPort: int(c.client.Port()),
-		ServerIP:   c.server.Addr().String(),
+		ServerIP:   c.serverIP,
 		ServerPort: int(c.server.Port()),
 		Helo:       record.Escape(c.helo),
 		Upstream:   c.s.cfg.Upstream,

@@ -60,28 +60,46 @@ func (r Reply) Full() string {
 // line as RFC 2034 §4 asks. Control characters in text become spaces, so a
 // relayed upstream text can never inject a line.
 func (r Reply) Wire() []byte {
-	var b bytes.Buffer
 	lines := r.Lines
 	if len(lines) == 0 {
 		lines = []string{""}
 	}
+	// Sized up front: a reply is rendered for every command, and one
+	// allocation of the right size is all it needs.
+	code := strconv.Itoa(r.Code)
+	n := 0
+	for _, l := range lines {
+		n += len(code) + 1 + len(r.Enhanced) + 1 + len(l) + 2
+	}
+	b := make([]byte, 0, n)
 	for i, l := range lines {
-		b.WriteString(strconv.Itoa(r.Code))
+		b = append(b, code...)
 		if i < len(lines)-1 {
-			b.WriteByte('-')
+			b = append(b, '-')
 		} else {
-			b.WriteByte(' ')
+			b = append(b, ' ')
 		}
 		if r.Enhanced != "" {
-			b.WriteString(r.Enhanced)
+			b = append(b, r.Enhanced...)
 			if l != "" {
-				b.WriteByte(' ')
+				b = append(b, ' ')
 			}
 		}
-		b.WriteString(sanitizeText(l))
-		b.WriteString("\r\n")
+		b = appendSanitized(b, l)
+		b = append(b, "\r\n"...)
 	}
-	return b.Bytes()
+	return b
+}
+
+// appendSanitized appends s with every control character (bytes below
+// 0x20 and DEL) replaced by a space, as sanitizeText does.
+func appendSanitized(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return append(b, sanitizeText(s)...)
+		}
+	}
+	return append(b, s...)
 }
 
 func sanitizeText(s string) string {

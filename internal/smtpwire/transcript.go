@@ -29,8 +29,22 @@ type Transcript struct {
 
 // NewTranscript starts a transcript at start with at most max lines.
 func NewTranscript(start time.Time, max int) *Transcript {
-	return &Transcript{Start: start, Max: max}
+	// A one-message session (greeting, EHLO and its reply, the
+	// transaction, QUIT) takes about twenty lines: room for them up front
+	// saves growing the slice through five sizes on every connection.
+	n := initialLines
+	if max > 0 && max < n {
+		n = max
+	}
+	return &Transcript{Start: start, Max: max, Lines: make([]record.TranscriptLine, 0, n)}
 }
+
+// initialLines is the transcript's starting capacity.
+const initialLines = 24
+
+// maxKeptTap is the tap capacity kept between transactions; a larger one
+// (a transaction with a thousand recipients) is given back.
+const maxKeptTap = 64
 
 // Add appends one line. dir is "C" or "S"; leg is "" for the client leg or
 // "upstream".
@@ -62,7 +76,8 @@ func (t *Transcript) StartTap() {
 		return
 	}
 	t.tapping = true
-	t.tap = t.tap[:0:0]
+	// Tap hands out copies, so the storage is reused across transactions.
+	t.tap = t.tap[:0]
 	if t.hasLast {
 		t.tap = append(t.tap, t.last)
 	}
@@ -84,7 +99,11 @@ func (t *Transcript) StopTap() {
 		return
 	}
 	t.tapping = false
-	t.tap = nil
+	if cap(t.tap) > maxKeptTap {
+		t.tap = nil
+	} else {
+		t.tap = t.tap[:0]
+	}
 }
 
 // AddReply appends every line of a reply as the server sent it.
@@ -92,9 +111,24 @@ func (t *Transcript) AddReply(now time.Time, leg string, r Reply) {
 	if t == nil {
 		return
 	}
-	wire := strings.TrimSuffix(string(r.Wire()), "\r\n")
-	for _, l := range strings.Split(wire, "\r\n") {
+	t.AddWire(now, leg, r.Wire())
+}
+
+// AddWire is AddReply for a reply already rendered by Reply.Wire, for a
+// caller that also sends those bytes and so renders them only once.
+func (t *Transcript) AddWire(now time.Time, leg string, wire []byte) {
+	if t == nil {
+		return
+	}
+	// One string for all the lines; each line is a substring of it.
+	rest := strings.TrimSuffix(string(wire), "\r\n")
+	for {
+		l, after, found := strings.Cut(rest, "\r\n")
 		t.Add(now, "S", leg, l)
+		if !found {
+			return
+		}
+		rest = after
 	}
 }
 
