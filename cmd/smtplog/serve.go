@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -89,6 +90,9 @@ incomplete.`,
 			}
 			if flushEv <= 0 || flushAft <= 0 {
 				return exitError{code: 2, msg: "--flush-after and --flush-every must be positive"}
+			}
+			if up.addr == "" {
+				defer captureGC(e.getenv)()
 			}
 			var be smtpd.Backend
 			policy := smtpd.DataAccept // development tools do send bare LF
@@ -215,4 +219,22 @@ incomplete.`,
 	hf.register(fs)
 	cf.register(fs)
 	return cmd
+}
+
+// captureGCPercent is capture mode's GOGC. Its live heap is a few MiB
+// that turn over once per message (the message's bytes, its record, its
+// JSON), and the runtime's default of 100 lets the heap reach twice the
+// live size between collections: with 50 the process's peak RSS is 2-4 MiB
+// lower for about 1% more CPU spent collecting.
+const captureGCPercent = 50
+
+// captureGC sets capture mode's GOGC unless the user chose GOGC or
+// GOMEMLIMIT; the returned function restores the previous setting (tests
+// run serve in-process).
+func captureGC(getenv func(string) string) func() {
+	if getenv == nil || getenv("GOGC") != "" || getenv("GOMEMLIMIT") != "" {
+		return func() {}
+	}
+	old := debug.SetGCPercent(captureGCPercent)
+	return func() { debug.SetGCPercent(old) }
 }
