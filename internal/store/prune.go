@@ -137,7 +137,12 @@ func (s *Store) usedBytes(ctx context.Context) (int64, error) {
 }
 
 // Size returns the bytes in use in the database.
-func (s *Store) Size(ctx context.Context) (int64, error) { return s.usedBytes(ctx) }
+func (s *Store) Size(ctx context.Context) (int64, error) {
+	if err := s.caughtUp(ctx); err != nil {
+		return 0, fmt.Errorf("store: database size: %w", err)
+	}
+	return s.usedBytes(ctx)
+}
 
 // dropOldTerms deletes the terms (and buckets) older than the oldest
 // record's bucket: what retention left behind. Terms of records deleted

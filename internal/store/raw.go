@@ -165,8 +165,8 @@ var (
 	rawDoomByAge = `INSERT OR IGNORE INTO raw_doomed SELECT queue_id FROM raw_messages WHERE ts < ?`
 	rawPutSQL    = `INSERT INTO raw_messages (queue_id, ts, size, codec, data) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (queue_id) DO UPDATE SET ts = excluded.ts, size = excluded.size, codec = excluded.codec, data = excluded.data`
-	rawDoomedClear = []string{`DELETE FROM raw_doomed`, `DELETE FROM raw_doomed_records`}
-	rawDeletes     = append([]string{
+	rawDoomedClear   = []string{`DELETE FROM raw_doomed`, `DELETE FROM raw_doomed_records`}
+	rawDoomedRecords = []string{
 		`INSERT OR IGNORE INTO raw_doomed_records SELECT id, session_id FROM records
 			WHERE queue_id IN (SELECT queue_id FROM raw_doomed) AND type = 'message'`,
 		// Session records whose every message goes.
@@ -175,13 +175,16 @@ var (
 			AND s.type = 'session'
 			AND NOT EXISTS (SELECT 1 FROM records m WHERE m.session_id = s.session_id AND m.type = 'message'
 				AND m.id NOT IN (SELECT id FROM raw_doomed_records))`,
-	}, append(deleteRecordsIn("raw_doomed_records"),
-		`DELETE FROM raw_messages WHERE queue_id IN (SELECT queue_id FROM raw_doomed)`)...)
+	}
+	rawDoomedMaxID = `SELECT coalesce(max(id), 0) FROM raw_doomed_records`
+	rawDeletes     = append(deleteRecordsIn("raw_doomed_records"),
+		`DELETE FROM raw_messages WHERE queue_id IN (SELECT queue_id FROM raw_doomed)`)
 )
 
 func rawPrepared() []string {
-	q := append([]string{rawIDSpan, rawKeepCut, rawAgeCheck, rawDoomByID, rawDoomByAge, rawPutSQL}, rawTempTables...)
+	q := append([]string{rawIDSpan, rawKeepCut, rawAgeCheck, rawDoomByID, rawDoomByAge, rawPutSQL, rawDoomedMaxID}, rawTempTables...)
 	q = append(q, rawDoomedClear...)
+	q = append(q, rawDoomedRecords...)
 	return append(q, rawDeletes...)
 }
 
@@ -323,7 +326,7 @@ func (s *Store) unpark(queueID string) *rawPut {
 // insertRaw inserts the parked bytes of the records of batch, in the
 // transaction that inserts the records, and applies the retention of
 // their Captures.
-func insertRaw(ctx context.Context, tx *sql.Tx, batch []*item) error {
+func (s *Store) insertRaw(ctx context.Context, tx *sql.Tx, batch []*item) error {
 	var caps []*Capture
 	for _, it := range batch {
 		for _, rw := range it.rows {
@@ -497,6 +500,23 @@ func (c *Capture) deleteRaw(ctx context.Context, tx *sql.Tx, doom ...func(ctx co
 	if n == 0 {
 		return 0, nil
 	}
+	for _, q := range rawDoomedRecords {
+		if _, err := c.exec(ctx, tx, q); err != nil {
+			return 0, fmt.Errorf("store: delete raw messages: %w", err)
+		}
+	}
+	// Retention runs inside a batch's transaction, where records may still
+	// wait for their derived rows. Should one of them be doomed, they are
+	// all written first, so that the deletions take away only what was
+	// added (index.go); retention usually deletes records far older.
+	var maxID int64
+	if err := c.queryRow(ctx, tx, rawDoomedMaxID).Scan(&maxID); err != nil {
+		return 0, fmt.Errorf("store: delete raw messages: %w", err)
+	}
+	if err := c.s.ins.indexThrough(ctx, tx, maxID); err != nil {
+		return 0, err
+	}
+	c.s.ins.deleted = true
 	for _, q := range rawDeletes {
 		if _, err := c.exec(ctx, tx, q); err != nil {
 			return 0, fmt.Errorf("store: delete raw messages: %w", err)
@@ -512,6 +532,9 @@ func (c *Capture) Get(ctx context.Context, queueID string) (RawMeta, []byte, err
 	var codec int
 	var tags string
 	var data []byte
+	if err := c.s.caughtUp(ctx); err != nil {
+		return RawMeta{}, nil, fmt.Errorf("store: get raw message: %w", err)
+	}
 	err := c.s.r.QueryRowContext(ctx, `SELECT ts, size, read, tags, codec, data FROM raw_messages WHERE queue_id = ?`, queueID).
 		Scan(&ts, &m.Size, &m.Read, &tags, &codec, &data)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -549,6 +572,9 @@ func (c *Capture) decode(codec int, data []byte, size int64) ([]byte, error) {
 // no particular order.
 func (c *Capture) Meta(ctx context.Context, queueIDs []string) (map[string]RawMeta, error) {
 	out := make(map[string]RawMeta, len(queueIDs))
+	if err := c.s.caughtUp(ctx); err != nil {
+		return nil, fmt.Errorf("store: raw metadata: %w", err)
+	}
 	for len(queueIDs) > 0 {
 		n := min(len(queueIDs), 500)
 		args := make([]any, n)
@@ -575,6 +601,9 @@ func (c *Capture) Meta(ctx context.Context, queueIDs []string) (map[string]RawMe
 // List returns the metadata of up to limit messages, newest first,
 // skipping the start newest; with the totals of all kept messages.
 func (c *Capture) List(ctx context.Context, start, limit int) (ms []RawMeta, total, unread int64, err error) {
+	if err := c.s.caughtUp(ctx); err != nil {
+		return nil, 0, 0, fmt.Errorf("store: list raw messages: %w", err)
+	}
 	if err := c.s.r.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(read = 0), 0) FROM raw_messages`).Scan(&total, &unread); err != nil {
 		return nil, 0, 0, fmt.Errorf("store: count raw messages: %w", err)
 	}
@@ -590,6 +619,9 @@ func (c *Capture) List(ctx context.Context, start, limit int) (ms []RawMeta, tot
 // Latest returns the queue ID of the newest message.
 func (c *Capture) Latest(ctx context.Context) (string, error) {
 	var q string
+	if err := c.s.caughtUp(ctx); err != nil {
+		return "", fmt.Errorf("store: latest raw message: %w", err)
+	}
 	err := c.s.r.QueryRowContext(ctx, `SELECT queue_id FROM raw_messages ORDER BY id DESC LIMIT 1`).Scan(&q)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", fmt.Errorf("no messages: %w", ErrNotFound)
@@ -602,6 +634,9 @@ func (c *Capture) Latest(ctx context.Context) (string, error) {
 
 // Tags returns every tag in use, sorted.
 func (c *Capture) Tags(ctx context.Context) ([]string, error) {
+	if err := c.s.caughtUp(ctx); err != nil {
+		return nil, fmt.Errorf("store: tags: %w", err)
+	}
 	rows, err := c.s.r.QueryContext(ctx, `SELECT DISTINCT j.value FROM raw_messages, json_each(raw_messages.tags) j
 		WHERE raw_messages.tags <> '' ORDER BY 1`)
 	if err != nil {

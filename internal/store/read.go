@@ -68,6 +68,9 @@ func (s *Store) Search(ctx context.Context, q *query.Query, page Page) (Result, 
 		limit = 50
 	}
 	limit = min(limit, 1000)
+	if err := s.caughtUp(ctx); err != nil {
+		return Result{}, fmt.Errorf("store: search: %w", err)
+	}
 	b := newSQLBuilder(q)
 	var err error
 	if b.probeText, err = s.textPlans(ctx, q, limit); err != nil {
@@ -169,6 +172,9 @@ func (s *Store) ByQueueID(ctx context.Context, queueID string) ([]Item, error) {
 }
 
 func (s *Store) lookup(ctx context.Context, where string, args ...any) ([]Item, error) {
+	if err := s.caughtUp(ctx); err != nil {
+		return nil, fmt.Errorf("store: lookup: %w", err)
+	}
 	rows, err := s.r.QueryContext(ctx, `SELECT r.id, r.body, t.data FROM records r
 		LEFT JOIN transcripts t ON t.record_id = r.id
 		WHERE `+where+` ORDER BY r.ts, r.id LIMIT `+strconv.Itoa(MaxLookup), args...)
@@ -202,6 +208,9 @@ func (s *Store) lookup(ctx context.Context, where string, args ...any) ([]Item, 
 // Count returns the number of records.
 func (s *Store) Count(ctx context.Context) (int64, error) {
 	var n int64
+	if err := s.caughtUp(ctx); err != nil {
+		return 0, fmt.Errorf("store: count: %w", err)
+	}
 	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM records`).Scan(&n); err != nil {
 		return 0, fmt.Errorf("store: count: %w", err)
 	}
@@ -215,6 +224,9 @@ func (s *Store) Count(ctx context.Context) (int64, error) {
 // memory, and records the writer commits meanwhile may or may not be seen.
 func (s *Store) Scan(ctx context.Context, from, to time.Time, fn func(*record.Record) error) error {
 	const page = 1000
+	if err := s.caughtUp(ctx); err != nil {
+		return fmt.Errorf("store: scan: %w", err)
+	}
 	lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
 	if !from.IsZero() {
 		lo = unixNano(from)

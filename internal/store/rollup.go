@@ -14,12 +14,14 @@ import (
 
 // Roll-ups: what the dashboard's aggregates (Stats) need, per hour.
 //
-// The writer adds, in the transaction of every batch, one rollups row per
-// hour its records fall in, holding what they add (an agg whose series
-// slots are minutes of the hour). Deleting records (retention, prune,
-// capture) goes through the rollup_gone triggers, and the writer turns what
-// they collected into rows with negative counts before the transaction
-// commits, so the roll-ups always agree with the records a reader sees.
+// The writer adds, in each transaction that writes records' derived rows
+// (index.go), one rollups row per hour those records fall in, holding what
+// they add (an agg whose series slots are minutes of the hour). Deleting
+// records (retention, prune, capture) goes through the rollup_gone
+// triggers, and the writer turns what they collected into rows with
+// negative counts before the transaction commits; records are only ever
+// deleted once their derived rows exist, and readers wait for those, so
+// the roll-ups always agree with the records a reader sees.
 // An hour's rows are merged into one when the new ones amount to half of
 // the last merge (amortised: merging costs about what was added).
 
@@ -383,22 +385,20 @@ func mergeHour(ctx context.Context, tx *sql.Tx, h int64) (int, error) {
 	return len(data), nil
 }
 
-// batchAggs counts a batch's rows per hour.
-func batchAggs(batch []*item) map[int64]*agg {
+// rowAggs counts rows per hour.
+func rowAggs(rws []*row) map[int64]*agg {
 	aggs := map[int64]*agg{}
-	for _, it := range batch {
-		for _, rw := range it.rows {
-			h := floorDiv(rw.ts, hourNS)
-			a := aggs[h]
-			if a == nil {
-				a = newAgg()
-				aggs[h] = a
-			}
-			s := &rw.stats
-			a.record((rw.ts-h*hourNS)/minuteNS, s.typ, s.status, s.code, s.tls, s.latency, s.auth, s.from, s.hasFrom, 1)
-			for _, rc := range rw.rcpts {
-				a.rcpts[rc.addr]++
-			}
+	for _, rw := range rws {
+		h := floorDiv(rw.ts, hourNS)
+		a := aggs[h]
+		if a == nil {
+			a = newAgg()
+			aggs[h] = a
+		}
+		s := &rw.stats
+		a.record((rw.ts-h*hourNS)/minuteNS, s.typ, s.status, s.code, s.tls, s.latency, s.auth, s.from, s.hasFrom, 1)
+		for _, rc := range rw.rcpts {
+			a.rcpts[rc.addr]++
 		}
 	}
 	return aggs

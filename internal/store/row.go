@@ -23,6 +23,7 @@ import (
 // goroutine (JSON encoding and compression run in parallel there), so the
 // single writer only binds and steps.
 type row struct {
+	id         int64 // records.id, given by the writer
 	rec        []any // the records columns, in insertRecord's order
 	ts         int64
 	rcpts      []rcptRow
@@ -246,6 +247,10 @@ type inserts struct {
 	small  map[smallKey]*sql.Stmt
 	nextID int64 // 0: read max(id) first
 	roll   rollups
+	idx    deferred
+	// deleted says that the open transaction may have deleted records, so
+	// that their roll-ups need settling (rollup_gone).
+	deleted bool
 }
 
 // smallKey names a prepared statement of a few rows: a capture server
@@ -310,49 +315,75 @@ func (in *inserts) exec(ctx context.Context, tx *sql.Tx, t table, args []any) er
 	return nil
 }
 
+// insert inserts the rows of batch into records and transcripts, numbering
+// them, and hands them to in.idx, which writes their derived rows later
+// (index.go).
 func (in *inserts) insert(ctx context.Context, tx *sql.Tx, batch []*item) (err error) {
 	if in.nextID == 0 {
-		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) + 1 FROM records`).Scan(&in.nextID); err != nil {
+		// Past the index mark too: should the newest records have been
+		// deleted, their ids must not be given again to records the mark
+		// would count as indexed.
+		if err := tx.QueryRowContext(ctx, `SELECT max(coalesce((SELECT max(id) FROM records), 0),
+			coalesce((SELECT upto FROM index_mark), 0)) + 1`).Scan(&in.nextID); err != nil {
 			return fmt.Errorf("store: next record id: %w", err)
 		}
 	}
-	first := in.nextID
 	defer func() {
 		if err != nil {
 			in.nextID = 0 // the transaction rolls back: read it again
 		}
 	}()
-	var recs, rcpts, rejected, deliveries, codes, transcripts, fts, terms, buckets []any
-	var ts []term
-	id := first
+	var recs, transcripts []any
+	id := in.nextID
 	for _, it := range batch {
 		for _, rw := range it.rows {
-			bk := bucketOf(rw.ts)
-			for _, h := range rw.hashes {
-				ts = append(ts, term{bk, h, id})
-			}
+			rw.id = id
 			recs = append(recs, id)
 			recs = append(recs, rw.rec...)
-			for _, r := range rw.rcpts {
-				rcpts = append(rcpts, id, r.addr, r.domain, rw.ts, r.kind)
-			}
-			for i, r := range rw.rejected {
-				rejected = append(rejected, id, i, r.Address, r.SMTPResponse)
-			}
-			for i, d := range rw.deliveries {
-				deliveries = append(deliveries, id, i, unixNano(d.Timestamp), d.Rcpt, d.Status, nullStr(d.Relay),
-					nullStr(d.DSN), nullStr(d.SMTPResponse), nullNum(d.DelayS), nullStr(d.QueueID))
-			}
-			for _, c := range rw.codes {
-				codes = append(codes, id, c.Reply, c.Enhanced)
-			}
 			if rw.transcript != nil {
 				transcripts = append(transcripts, id, rw.transcript)
 			}
-			if rw.text != "" {
-				fts = append(fts, id, rw.text)
-			}
+			in.idx.tent = append(in.idx.tent, rw)
 			id++
+		}
+	}
+	if err := in.exec(ctx, tx, tRecords, recs); err != nil {
+		return err
+	}
+	if err := in.exec(ctx, tx, tTranscripts, transcripts); err != nil {
+		return err
+	}
+	in.nextID = id
+	return nil
+}
+
+// index writes the rows derived from rws (numbered, in id order): recipients,
+// refused recipients, deliveries, reply codes, full text, terms and
+// roll-ups.
+func (in *inserts) index(ctx context.Context, tx *sql.Tx, rws []*row) error {
+	var rcpts, rejected, deliveries, codes, fts, terms, buckets []any
+	var ts []term
+	for _, rw := range rws {
+		id := rw.id
+		bk := bucketOf(rw.ts)
+		for _, h := range rw.hashes {
+			ts = append(ts, term{bk, h, id})
+		}
+		for _, r := range rw.rcpts {
+			rcpts = append(rcpts, id, r.addr, r.domain, rw.ts, r.kind)
+		}
+		for i, r := range rw.rejected {
+			rejected = append(rejected, id, i, r.Address, r.SMTPResponse)
+		}
+		for i, d := range rw.deliveries {
+			deliveries = append(deliveries, id, i, unixNano(d.Timestamp), d.Rcpt, d.Status, nullStr(d.Relay),
+				nullStr(d.DSN), nullStr(d.SMTPResponse), nullNum(d.DelayS), nullStr(d.QueueID))
+		}
+		for _, c := range rw.codes {
+			codes = append(codes, id, c.Reply, c.Enhanced)
+		}
+		if rw.text != "" {
+			fts = append(fts, id, rw.text)
 		}
 	}
 	// In key order, so that the B-tree is walked once, page after page.
@@ -366,15 +397,11 @@ func (in *inserts) insert(ctx context.Context, tx *sql.Tx, batch []*item) (err e
 	for _, x := range []struct {
 		t    table
 		args []any
-	}{{tRecords, recs}, {tRcpts, rcpts}, {tRejected, rejected}, {tDeliveries, deliveries}, {tCodes, codes},
-		{tTranscripts, transcripts}, {tFTS, fts}, {tTerms, terms}, {tBuckets, buckets}} {
+	}{{tRcpts, rcpts}, {tRejected, rejected}, {tDeliveries, deliveries}, {tCodes, codes},
+		{tFTS, fts}, {tTerms, terms}, {tBuckets, buckets}} {
 		if err := in.exec(ctx, tx, x.t, x.args); err != nil {
 			return err
 		}
 	}
-	if err := in.roll.addRows(ctx, tx, batchAggs(batch)); err != nil {
-		return err
-	}
-	in.nextID = id
-	return nil
+	return in.roll.addRows(ctx, tx, rowAggs(rws))
 }

@@ -99,6 +99,9 @@ func (s *Store) Stats(ctx context.Context, from, to time.Time, bucket time.Durat
 	if bucket <= 0 || to.Sub(from)/bucket >= MaxBuckets {
 		return nil, fmt.Errorf("store: stats: bucket %v gives more than %d buckets", bucket, MaxBuckets)
 	}
+	if err := s.caughtUp(ctx); err != nil {
+		return nil, fmt.Errorf("store: stats: %w", err)
+	}
 	from, to = from.UTC(), to.UTC()
 	lo, hi := unixNano(from), unixNano(to)
 	a0, b0 := floorDiv(lo+hourNS-1, hourNS)*hourNS, floorDiv(hi, hourNS)*hourNS

@@ -32,10 +32,15 @@
 // numbers records itself (it is the only one that inserts) and inserts a
 // batch with multi-row statements, table by table.
 //
-// The dashboard's aggregates (Stats) come from hourly roll-ups that every
-// batch adds to in its own transaction and that deletions subtract from
-// (rollup.go), so their cost grows with the hours of a range, not with
-// the records in it.
+// Only what cannot be derived commits before a record is acknowledged: its
+// records row, its transcript and its raw bytes. The rows derived from it
+// (recipients, codes, terms, full text, roll-ups) follow for many records
+// at once, before any read or deletion can miss them, and are rebuilt at
+// Open for the records a crash left without them (index.go).
+//
+// The dashboard's aggregates (Stats) come from hourly roll-ups that the
+// derived rows add to and that deletions subtract from (rollup.go), so
+// their cost grows with the hours of a range, not with the records in it.
 //
 // The full-text table uses FTS5's contentless_delete (SQLite 3.43 or
 // later), so that retention can delete from it; an older sqlite3 shell can
@@ -64,6 +69,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -155,7 +161,11 @@ type Store struct {
 	w      *sql.DB // one connection, used only by the writer goroutine
 	r      *sql.DB // readers; the same as w for :memory:
 	ins    inserts // used by the writer goroutine only
-	parked parked  // raw message bytes waiting for their records (raw.go)
+	// unindexed is how many committed records wait for their derived rows
+	// (index.go); the writer sets it after each commit, before it
+	// acknowledges.
+	unindexed atomic.Int64
+	parked    parked // raw message bytes waiting for their records (raw.go)
 
 	queue   chan *item
 	jobs    chan *job
@@ -176,7 +186,9 @@ type item struct {
 	done chan error // buffered, 1
 }
 
-// job is work other than inserting that needs the write connection.
+// job is work other than inserting that needs the write connection. The
+// writer writes the derived rows it holds first, in the same transaction;
+// a job without fn asks for only that.
 type job struct {
 	fn   func(ctx context.Context, tx *sql.Tx) error
 	done chan error
@@ -223,22 +235,31 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		s.w.Close()
 		return nil, err
 	}
+	if err := s.ins.prepare(ctx, s.w); err != nil {
+		s.w.Close()
+		return nil, err
+	}
+	// The records a crash left without derived rows get them before the
+	// roll-ups are checked, so that a rebuild never counts one twice.
+	if err := s.indexBacklog(ctx); err != nil {
+		s.ins.close()
+		s.w.Close()
+		return nil, err
+	}
 	if err := rebuildRollups(ctx, s.w, opts.Logger); err != nil {
+		s.ins.close()
 		s.w.Close()
 		return nil, err
 	}
 	if !s.memory {
 		s.r, err = sql.Open("sqlite", "file:"+url.PathEscape(path)+"?"+params(opts, true).Encode())
 		if err != nil {
+			s.ins.close()
 			s.w.Close()
 			return nil, fmt.Errorf("store: open %s for reading: %w", path, err)
 		}
 		s.r.SetMaxOpenConns(opts.ReadConns)
 		s.r.SetMaxIdleConns(opts.ReadConns)
-	}
-	if err := s.ins.prepare(ctx, s.w); err != nil {
-		s.closeDBs()
-		return nil, err
 	}
 	s.wctx, s.wcancel = context.WithCancel(context.WithoutCancel(ctx))
 	go s.writer()
@@ -377,21 +398,37 @@ func (s *Store) do(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx)
 	}
 }
 
-// writer owns the write connection: it commits queued records in batches
-// and runs jobs between them, until the queue is closed and drained.
+// writer owns the write connection: it commits queued records in batches,
+// writes their derived rows (index.go) and runs jobs between them, until
+// the queue is closed and drained.
 func (s *Store) writer() {
 	defer close(s.writerDone)
+	idle := time.NewTimer(time.Hour)
+	idle.Stop()
 	var batch []*item
 	for {
 		var first *item
+		var idleC <-chan time.Time
+		if len(s.ins.idx.rows) > 0 {
+			idle.Reset(indexIdle)
+			idleC = idle.C
+		}
 		select {
 		case it, ok := <-s.queue:
+			idle.Stop()
 			if !ok {
+				if err := s.flushIndex(s.wctx); err != nil {
+					s.opts.Logger.Warn("store: derived rows left for the next open", "err", err)
+				}
 				return
 			}
 			first = it
 		case j := <-s.jobs:
-			j.done <- s.tx(s.wctx, j.fn)
+			idle.Stop()
+			j.done <- s.runJob(j)
+			continue
+		case <-idleC:
+			s.logIndexErr(s.flushIndex(s.wctx))
 			continue
 		}
 		batch = append(batch[:0], first)
@@ -435,16 +472,66 @@ func (s *Store) writer() {
 			if err := s.ins.insert(ctx, tx, batch); err != nil {
 				return err
 			}
-			return insertRaw(ctx, tx, batch)
+			if n >= indexBatch {
+				// A bulk load: its derived rows cost less in this
+				// transaction than in one more.
+				if err := s.ins.indexNow(ctx, tx); err != nil {
+					return err
+				}
+			}
+			return s.insertRaw(ctx, tx, batch)
 		})
 		for i, it := range batch {
 			it.done <- err
 			batch[i] = nil
 		}
+		if len(s.ins.idx.rows) >= indexBatch {
+			s.logIndexErr(s.flushIndex(s.wctx))
+		}
 	}
 }
 
+// runJob runs j in a transaction that first writes the derived rows the
+// writer holds: no job (a deletion above all) ever sees a record without
+// them.
+func (s *Store) runJob(j *job) error {
+	if j.fn == nil {
+		return s.flushIndex(s.wctx)
+	}
+	return s.tx(s.wctx, func(ctx context.Context, tx *sql.Tx) error {
+		if err := s.ins.indexNow(ctx, tx); err != nil {
+			return err
+		}
+		s.ins.deleted = true // a job may delete anything
+		return j.fn(ctx, tx)
+	})
+}
+
+// logIndexErr reports a failure to write derived rows outside a reader's
+// request; they stay held and the next attempt writes them.
+func (s *Store) logIndexErr(err error) {
+	if err != nil && s.wctx.Err() == nil {
+		s.opts.Logger.Warn("store: writing derived rows", "err", err)
+	}
+}
+
+// tx runs fn in a write transaction. Deleted records leave what they
+// counted in rollup_gone, which becomes negative roll-up rows before the
+// commit; a transaction that deleted nothing skips that query.
 func (s *Store) tx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	s.ins.idx.begin()
+	s.ins.deleted = false
+	err := s.runTx(ctx, fn)
+	if err != nil {
+		s.ins.idx.rolledBack()
+	} else {
+		s.ins.idx.committed()
+	}
+	s.unindexed.Store(int64(len(s.ins.idx.rows)))
+	return err
+}
+
+func (s *Store) runTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
@@ -453,10 +540,11 @@ func (s *Store) tx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx)
 		_ = tx.Rollback()
 		return err
 	}
-	// Deleted records leave what they counted in rollup_gone.
-	if err := s.ins.roll.settleGone(ctx, tx); err != nil {
-		_ = tx.Rollback()
-		return err
+	if s.ins.deleted {
+		if err := s.ins.roll.settleGone(ctx, tx); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
