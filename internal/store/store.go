@@ -417,7 +417,7 @@ func (s *Store) writer() {
 		case it, ok := <-s.queue:
 			idle.Stop()
 			if !ok {
-				if err := s.flushIndex(s.wctx); err != nil {
+				if err := s.flushIndex(s.writeCtx()); err != nil {
 					s.opts.Logger.Warn("store: derived rows left for the next open", "err", err)
 				}
 				return
@@ -428,7 +428,7 @@ func (s *Store) writer() {
 			j.done <- s.runJob(j)
 			continue
 		case <-idleC:
-			s.logIndexErr(s.flushIndex(s.wctx))
+			s.logIndexErr(s.flushIndex(s.writeCtx()))
 			continue
 		}
 		batch = append(batch[:0], first)
@@ -468,7 +468,7 @@ func (s *Store) writer() {
 		if t != nil {
 			t.Stop()
 		}
-		err := s.tx(s.wctx, func(ctx context.Context, tx *sql.Tx) error {
+		err := s.tx(s.writeCtx(), func(ctx context.Context, tx *sql.Tx) error {
 			if err := s.ins.insert(ctx, tx, batch); err != nil {
 				return err
 			}
@@ -486,7 +486,7 @@ func (s *Store) writer() {
 			batch[i] = nil
 		}
 		if len(s.ins.idx.rows) >= indexBatch {
-			s.logIndexErr(s.flushIndex(s.wctx))
+			s.logIndexErr(s.flushIndex(s.writeCtx()))
 		}
 	}
 }
@@ -496,15 +496,30 @@ func (s *Store) writer() {
 // them.
 func (s *Store) runJob(j *job) error {
 	if j.fn == nil {
-		return s.flushIndex(s.wctx)
+		return s.flushIndex(s.writeCtx())
 	}
-	return s.tx(s.wctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.tx(s.writeCtx(), func(ctx context.Context, tx *sql.Tx) error {
 		if err := s.ins.indexNow(ctx, tx); err != nil {
 			return err
 		}
 		s.ins.deleted = true // a job may delete anything
 		return j.fn(ctx, tx)
 	})
+}
+
+// writeCtx is the context of the writer's statements. Until Close begins
+// it has no Done channel: the driver then runs a statement as it is,
+// where with one it starts a goroutine and sets up an interrupt for every
+// statement, which cost a sizeable share of a one-message commit. Once
+// Close begins, an expired deadline must interrupt the final flush, so
+// the statements get the cancellable context.
+func (s *Store) writeCtx() context.Context {
+	select {
+	case <-s.closing:
+		return s.wctx
+	default:
+		return context.Background()
+	}
 }
 
 // logIndexErr reports a failure to write derived rows outside a reader's
