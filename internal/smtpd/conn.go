@@ -83,6 +83,7 @@ type conn struct {
 	authed     bool
 
 	tx          *transaction
+	bufs        *connBufs     // br, bw and dataBuf, from the server's free list
 	dataBuf     *bytes.Buffer // reused for each message's content
 	messages    int
 	errCount    int
@@ -130,34 +131,20 @@ func newConnState(s *Server, nc net.Conn, implicitTLS bool) *conn {
 		Transcript: c.transcript,
 		Host:       s.cfg.Hostname,
 	}
-	if br, ok := s.readers.Get().(*bufio.Reader); ok {
-		br.Reset(nc)
-		c.br = br
-	} else {
-		c.br = bufio.NewReaderSize(nc, 8*1024)
-	}
-	if bw, ok := s.writers.Get().(*bufio.Writer); ok {
-		bw.Reset(nc)
-		c.bw = bw
-	} else {
-		c.bw = bufio.NewWriterSize(nc, 4*1024)
-	}
+	c.bufs = s.getBufs(nc)
+	c.br, c.bw, c.dataBuf = c.bufs.br, c.bufs.bw, c.bufs.data
 	return c
 }
 
 // release hands the connection's buffers back to the server, once its
-// goroutine is done with them.
+// goroutine is done with them; a second call does nothing.
 func (c *conn) release() {
-	c.br.Reset(nil)
-	c.bw.Reset(nil)
-	c.s.readers.Put(c.br)
-	c.s.writers.Put(c.bw)
-	c.br, c.bw = nil, nil
-	if c.dataBuf != nil {
-		c.dataBuf.Reset()
-		c.s.data.Put(c.dataBuf)
-		c.dataBuf = nil
+	if c.bufs == nil {
+		return
 	}
+	c.bufs.data = c.dataBuf
+	c.s.putBufs(c.bufs)
+	c.bufs, c.br, c.bw, c.dataBuf = nil, nil, nil, nil
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -211,6 +198,8 @@ func (c *conn) serve() {
 		// client that opens a connection per message would be refused
 		// for connections it has already closed.
 		c.s.forget(c)
+		// Its buffers serve the next connection while the record waits.
+		c.release()
 		c.emitSession()
 	}()
 
@@ -820,10 +809,7 @@ func (c *conn) data(cmd smtpwire.Command) bool {
 	start := c.now()
 	c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.Limits.DataTimeout))
 	if c.dataBuf == nil {
-		c.dataBuf, _ = c.s.data.Get().(*bytes.Buffer)
-		if c.dataBuf == nil {
-			c.dataBuf = &bytes.Buffer{}
-		}
+		c.dataBuf = &bytes.Buffer{}
 	}
 	res, err := smtpwire.ReadDataInto(c.br, smtpwire.DataLimits{MaxSize: c.caps.Size, MaxLine: 998}, c.dataBuf)
 	if err != nil {

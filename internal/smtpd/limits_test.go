@@ -41,3 +41,35 @@ func TestClosedConnectionsDoNotCount(t *testing.T) {
 		t.Errorf("Active() = %d with every client gone, want 0", n)
 	}
 }
+
+// TestFreeBuffersBounded: the buffers kept between connections stay within
+// maxFreeBufs sets and never hold a large message's content buffer.
+func TestFreeBuffersBounded(t *testing.T) {
+	s := New(Config{}, &fakeBackend{})
+	var sets []*connBufs
+	for i := 0; i < 2*maxFreeBufs; i++ {
+		b := s.getBufs(nil)
+		b.data.Grow(maxFreeData * 2)
+		b.data.WriteString("content")
+		sets = append(sets, b)
+	}
+	for _, b := range sets {
+		s.putBufs(b)
+	}
+	if len(s.free) != maxFreeBufs {
+		t.Fatalf("%d sets kept, want %d", len(s.free), maxFreeBufs)
+	}
+	for _, b := range s.free {
+		if b.data.Cap() > maxFreeData || b.data.Len() != 0 {
+			t.Errorf("kept a content buffer of cap %d, len %d", b.data.Cap(), b.data.Len())
+		}
+	}
+	// A connection that dropped its content buffer (after a large
+	// message) hands back a set that is still usable.
+	b := s.getBufs(nil)
+	b.data = nil
+	s.putBufs(b)
+	if got := s.getBufs(nil); got.data == nil {
+		t.Error("a reused set has no content buffer")
+	}
+}

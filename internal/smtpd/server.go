@@ -1,6 +1,8 @@
 package smtpd
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -138,7 +140,60 @@ type Server struct {
 
 	// Buffers shared by connections one after another: clients that open
 	// a connection per message would otherwise make each of them anew.
-	readers, writers, data sync.Pool
+	// A short free list rather than sync.Pools, which every collection
+	// empties, and capture mode collects every few dozen messages.
+	bufMu sync.Mutex
+	free  []*connBufs
+}
+
+// connBufs are the buffers of one connection: command and DATA input,
+// replies, and the message content.
+type connBufs struct {
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	data *bytes.Buffer
+}
+
+// Bounds of the free list: it never holds more than maxFreeBufs sets, and
+// no content buffer larger than maxFreeData, so what it keeps is at most
+// about a megabyte whatever the messages were.
+const (
+	maxFreeBufs = 16
+	maxFreeData = 48 << 10
+)
+
+// getBufs returns a set of buffers for nc, reused when one is free.
+func (s *Server) getBufs(nc net.Conn) *connBufs {
+	s.bufMu.Lock()
+	var b *connBufs
+	if n := len(s.free); n > 0 {
+		b = s.free[n-1]
+		s.free[n-1] = nil
+		s.free = s.free[:n-1]
+	}
+	s.bufMu.Unlock()
+	if b == nil {
+		return &connBufs{br: bufio.NewReaderSize(nc, 8*1024), bw: bufio.NewWriterSize(nc, 4*1024), data: &bytes.Buffer{}}
+	}
+	b.br.Reset(nc)
+	b.bw.Reset(nc)
+	return b
+}
+
+// putBufs takes back a connection's buffers; data may be nil (dropped
+// after a large message).
+func (s *Server) putBufs(b *connBufs) {
+	b.br.Reset(nil)
+	b.bw.Reset(nil)
+	if b.data == nil || b.data.Cap() > maxFreeData {
+		b.data = &bytes.Buffer{}
+	}
+	b.data.Reset()
+	s.bufMu.Lock()
+	if len(s.free) < maxFreeBufs {
+		s.free = append(s.free, b)
+	}
+	s.bufMu.Unlock()
 }
 
 // New returns a server for backend.
