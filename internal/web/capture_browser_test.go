@@ -522,6 +522,11 @@ func TestCaptureBrowser(t *testing.T) {
 				t.Fatal(err)
 			}
 			b.WaitFor(`!document.getElementById('tab-` + tab + `').hidden`)
+			if tab == "attachments" {
+				// The thumbnail loads lazily, as a user scrolls to it: only
+				// while its tab shows. Wait for it before the next tab hides it.
+				b.WaitFor(`document.querySelector('#inline-parts img.thumb') && document.querySelector('#inline-parts img.thumb').complete`)
+			}
 		}
 		b.WaitFor(`document.getElementById('raw-source').textContent.includes('Content-ID: <logo@shop.example>')`)
 		if txt := web.Eval[string](b, `document.getElementById('text-body').textContent`); !strings.Contains(txt, "<script>window.__xss=99</script>") {
@@ -539,7 +544,6 @@ func TestCaptureBrowser(t *testing.T) {
 		if rules := web.Eval[string](b, `document.getElementById('checks').textContent`); !strings.Contains(rules, "script") {
 			t.Errorf("HTML checks do not flag the script: %q", rules)
 		}
-		b.WaitFor(`document.querySelector('#inline-parts img.thumb') && document.querySelector('#inline-parts img.thumb').complete`)
 		if w := web.Eval[int](b, `document.querySelector('#inline-parts img.thumb').naturalWidth`); w != 24 {
 			t.Errorf("inline image width %d, want 24 (shown from /part)", w)
 		}
