@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/smtplog/smtplog/internal/mtalog"
 	"github.com/smtplog/smtplog/internal/mtalog/exim"
+	"github.com/smtplog/smtplog/internal/mtalog/mtalogtest"
 	"github.com/smtplog/smtplog/internal/mtalog/opensmtpd"
 	"github.com/smtplog/smtplog/internal/mtalog/postfix"
 	"github.com/smtplog/smtplog/internal/mtalog/sendmail"
@@ -66,28 +65,7 @@ func reuseReport(t *testing.T, data []byte, reuse bool) (s string, reused int64)
 // released chunks. Postfix's correlator copies what it keeps itself
 // (Dialect.CopiesLines); the others get detached lines.
 func TestReuseBuffersSameReport(t *testing.T) {
-	inputs := map[string][]byte{}
-	err := filepath.WalkDir("../../testdata", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		base := filepath.Base(path)
-		if strings.HasSuffix(base, ".json") {
-			return nil
-		}
-		if strings.HasSuffix(base, ".log") || strings.HasPrefix(base, "maillog") || strings.HasPrefix(base, "mainlog") ||
-			strings.HasPrefix(base, "rejectlog") {
-			data, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			inputs[path] = data
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	inputs := mtalogtest.Logs(t, "../../testdata")
 	real, err := os.ReadFile("../../testdata/postfix/real-3.7.log")
 	if err != nil {
 		t.Fatal(err)
@@ -97,9 +75,6 @@ func TestReuseBuffersSameReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	inputs["replay"] = big.Bytes()
-	if len(inputs) < 8 {
-		t.Fatalf("only %d logs found", len(inputs))
-	}
 	for name, data := range inputs {
 		t.Run(name, func(t *testing.T) {
 			want, _ := reuseReport(t, data, false)

@@ -4,15 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/smtplog/smtplog/internal/mtalog"
 	"github.com/smtplog/smtplog/internal/mtalog/exim"
+	"github.com/smtplog/smtplog/internal/mtalog/mtalogtest"
 	"github.com/smtplog/smtplog/internal/mtalog/opensmtpd"
 	"github.com/smtplog/smtplog/internal/mtalog/postfix"
 	"github.com/smtplog/smtplog/internal/mtalog/sendmail"
@@ -50,25 +49,7 @@ func reportJSON(t *testing.T, data []byte, recycle bool) string {
 // recycles records for the Aggregator or not, over every MTA log under
 // testdata and a large replay of the real Postfix log.
 func TestRecycleSameReport(t *testing.T) {
-	inputs := map[string][]byte{}
-	err := filepath.WalkDir("../../../testdata", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		if base := filepath.Base(path); strings.HasSuffix(base, ".json") {
-			return nil
-		} else if strings.HasSuffix(base, ".log") || strings.HasPrefix(base, "maillog") || strings.HasPrefix(base, "mainlog") {
-			data, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			inputs[path] = data
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	inputs := mtalogtest.Logs(t, "../../../testdata")
 	real, err := os.ReadFile("../../../testdata/postfix/real-3.7.log")
 	if err != nil {
 		t.Fatal(err)
@@ -78,9 +59,6 @@ func TestRecycleSameReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	inputs["replay"] = big.Bytes()
-	if len(inputs) < 4 {
-		t.Fatalf("only %d logs found", len(inputs))
-	}
 	for name, data := range inputs {
 		t.Run(name, func(t *testing.T) {
 			if got, want := reportJSON(t, data, true), reportJSON(t, data, false); got != want {
