@@ -21,12 +21,12 @@ import (
 // hundreds of records share the pages they touch.
 //
 // The writer writes the derived rows it holds in a transaction of their
-// own when it has been idle for indexIdle, when indexBatch records wait,
-// before any other work on the write connection (jobs: deletions,
-// retention, marks), and in the transaction of a batch that alone brings
-// indexBatch records or more (a bulk load gains nothing by committing
-// twice). Capture retention, which deletes records inside a batch's
-// transaction, writes them first in that transaction. So nothing is
+// own when it has been idle for indexIdle and before any other work on
+// the write connection (jobs: deletions, retention, marks); and in the
+// transaction of a batch that brings the records waiting to indexBatch or
+// more (a bulk load gains nothing by committing twice). Capture
+// retention, which deletes records inside a batch's transaction, writes
+// them first in that transaction should it delete one of them. So nothing is
 // deleted before its derived rows exist: the roll-ups' delete triggers
 // subtract only what was added, and the full-text index only sees rowids
 // it holds.

@@ -472,9 +472,11 @@ func (s *Store) writer() {
 			if err := s.ins.insert(ctx, tx, batch); err != nil {
 				return err
 			}
-			if n >= indexBatch {
-				// A bulk load: its derived rows cost less in this
-				// transaction than in one more.
+			if len(s.ins.idx.rows)+n >= indexBatch {
+				// Enough wait (or a bulk load brings them): their
+				// derived rows cost less in this transaction than in one
+				// more, and held rows never outgrow indexBatch plus a
+				// batch, even should writing them keep failing.
 				if err := s.ins.indexNow(ctx, tx); err != nil {
 					return err
 				}
@@ -484,9 +486,6 @@ func (s *Store) writer() {
 		for i, it := range batch {
 			it.done <- err
 			batch[i] = nil
-		}
-		if len(s.ins.idx.rows) >= indexBatch {
-			s.logIndexErr(s.flushIndex(s.writeCtx()))
 		}
 	}
 }
