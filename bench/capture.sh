@@ -15,10 +15,12 @@
 # and only then answers "250 2.0.0 Ok: queued as ID"; it prunes to its
 # --max (500) once a minute, so during a run it keeps every message.
 # smtplog commits the message record with the compressed bytes (and the
-# previous connection's session record) in one transaction before its 250,
-# and deletes down to --keep (500) each time 31 more have arrived; its
-# default --store-sync is NORMAL in capture mode (FULL would fsync each
-# commit, as the relay does).
+# previous connection's session record) in one transaction before its 250;
+# what is derived from them (recipients, codes, full text, search terms,
+# roll-ups) follows in a later transaction for many messages at once, and
+# every read waits for it. It deletes down to --keep (500) each time 31
+# more have arrived; its default --store-sync is NORMAL in capture mode
+# (FULL would fsync each commit, as the relay does).
 #
 # Needs: go, smtp-source (Debian package postfix). Mailpit is built from
 # the Go module proxy into a temporary directory and never kept.
