@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -66,15 +65,7 @@ func reuseReport(t *testing.T, data []byte, reuse bool) (s string, reused int64)
 // (Dialect.CopiesLines); the others get detached lines.
 func TestReuseBuffersSameReport(t *testing.T) {
 	inputs := mtalogtest.Logs(t, "../../testdata")
-	real, err := os.ReadFile("../../testdata/postfix/real-3.7.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var big bytes.Buffer
-	if err := postfix.Replay(&big, real, 20, true); err != nil {
-		t.Fatal(err)
-	}
-	inputs["replay"] = big.Bytes()
+	inputs["replay"] = mtalogtest.Replayed(t, "../../testdata", 20, true)
 	for name, data := range inputs {
 		t.Run(name, func(t *testing.T) {
 			want, _ := reuseReport(t, data, false)

@@ -1,11 +1,14 @@
 package mtalogtest
 
 import (
+	"bytes"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/smtplog/smtplog/internal/mtalog/postfix"
 )
 
 // Logs reads every MTA log under the testdata directory root (Postfix and
@@ -41,4 +44,20 @@ func Logs(t testing.TB, root string) map[string][]byte {
 		t.Fatalf("only %d MTA logs under %s", len(logs), root)
 	}
 	return logs
+}
+
+// Replayed is the real Postfix log under testdata (postfix/real-3.7.log)
+// replayed n times with fresh queue IDs and pids (postfix.Replay), the
+// copies following one another in time when advance is set.
+func Replayed(tb testing.TB, testdata string, n int, advance bool) []byte {
+	tb.Helper()
+	data, err := os.ReadFile(filepath.Join(testdata, "postfix", "real-3.7.log"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := postfix.Replay(&out, data, n, advance); err != nil {
+		tb.Fatal(err)
+	}
+	return out.Bytes()
 }

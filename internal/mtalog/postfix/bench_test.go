@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/smtplog/smtplog/internal/mtalog"
+	"github.com/smtplog/smtplog/internal/mtalog/mtalogtest"
 	"github.com/smtplog/smtplog/internal/mtalog/postfix"
 	"github.com/smtplog/smtplog/internal/record"
 )
@@ -19,15 +19,7 @@ import (
 // the copies follow one another in time (see Replay).
 func bigLog(tb testing.TB, n int, advance bool) []byte {
 	tb.Helper()
-	data, err := os.ReadFile(filepath.Join(fixtures, "real-3.7.log"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var out bytes.Buffer
-	if err := postfix.Replay(&out, data, n, advance); err != nil {
-		tb.Fatal(err)
-	}
-	return out.Bytes()
+	return mtalogtest.Replayed(tb, filepath.Dir(fixtures), n, advance)
 }
 
 // BenchmarkIngest measures the prefix parser, the Postfix parser and the

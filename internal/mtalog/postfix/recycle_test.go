@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/smtplog/smtplog/internal/mtalog"
+	"github.com/smtplog/smtplog/internal/mtalog/mtalogtest"
 	"github.com/smtplog/smtplog/internal/mtalog/postfix"
 	"github.com/smtplog/smtplog/internal/record"
 )
@@ -55,16 +56,8 @@ func TestRecycleSameRecords(t *testing.T) {
 		}
 		inputs[filepath.Base(path)] = data
 	}
-	real, err := os.ReadFile(filepath.Join(fixtures, "real-3.7.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, advance := range []bool{true, false} {
-		var b bytes.Buffer
-		if err := postfix.Replay(&b, real, 60, advance); err != nil {
-			t.Fatal(err)
-		}
-		inputs[fmt.Sprintf("replay advance=%v", advance)] = b.Bytes()
+		inputs[fmt.Sprintf("replay advance=%v", advance)] = mtalogtest.Replayed(t, filepath.Dir(fixtures), 60, advance)
 	}
 	for name, data := range inputs {
 		for _, c := range []struct {

@@ -3,11 +3,11 @@ package postfixnotes_test
 import (
 	"bytes"
 	"context"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/smtplog/smtplog/internal/mtalog"
+	"github.com/smtplog/smtplog/internal/mtalog/mtalogtest"
 	"github.com/smtplog/smtplog/internal/mtalog/postfix"
 	"github.com/smtplog/smtplog/internal/report"
 	"github.com/smtplog/smtplog/internal/report/postfixnotes"
@@ -17,16 +17,9 @@ import (
 // fixture replayed 500 times as a continuous log (postfix.Replay), through
 // the pipeline into an Aggregator, then the Report.
 func BenchmarkReport(b *testing.B) {
-	data, err := os.ReadFile("../../../testdata/postfix/real-3.7.log")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var big bytes.Buffer
-	if err := postfix.Replay(&big, data, 500, true); err != nil {
-		b.Fatal(err)
-	}
-	lines := bytes.Count(big.Bytes(), []byte("\n"))
-	b.SetBytes(int64(big.Len()))
+	big := mtalogtest.Replayed(b, "../../../testdata", 500, true)
+	lines := bytes.Count(big, []byte("\n"))
+	b.SetBytes(int64(len(big)))
 	b.ReportAllocs()
 	ref := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	for b.Loop() {
@@ -40,7 +33,7 @@ func BenchmarkReport(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := p.Run(context.Background(), mtalog.ReaderSource(bytes.NewReader(big.Bytes()), mtalog.ReaderOptions{Ref: ref})); err != nil {
+		if err := p.Run(context.Background(), mtalog.ReaderSource(bytes.NewReader(big), mtalog.ReaderOptions{Ref: ref})); err != nil {
 			b.Fatal(err)
 		}
 		if rep := agg.Report(); rep.Totals.Received == 0 {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -50,15 +49,7 @@ func reportJSON(t *testing.T, data []byte, recycle bool) string {
 // testdata and a large replay of the real Postfix log.
 func TestRecycleSameReport(t *testing.T) {
 	inputs := mtalogtest.Logs(t, "../../../testdata")
-	real, err := os.ReadFile("../../../testdata/postfix/real-3.7.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var big bytes.Buffer
-	if err := postfix.Replay(&big, real, 100, true); err != nil {
-		t.Fatal(err)
-	}
-	inputs["replay"] = big.Bytes()
+	inputs["replay"] = mtalogtest.Replayed(t, "../../../testdata", 100, true)
 	for name, data := range inputs {
 		t.Run(name, func(t *testing.T) {
 			if got, want := reportJSON(t, data, true), reportJSON(t, data, false); got != want {
