@@ -52,14 +52,8 @@ func Split(msg []byte) (fields []Field, truncated bool) {
 		truncated = true
 	}
 	for len(msg) > 0 {
-		i := bytes.IndexByte(msg, '\n')
 		var line []byte
-		if i < 0 {
-			line, msg = msg, nil
-		} else {
-			line, msg = msg[:i], msg[i+1:]
-		}
-		line = bytes.TrimSuffix(line, []byte("\r"))
+		line, msg = nextLine(msg)
 		if len(line) == 0 {
 			return fields, truncated
 		}
@@ -123,14 +117,8 @@ func Parse(msg []byte) Fields {
 		val string    // its unfolded value, when recorded
 	)
 	for len(msg) > 0 {
-		i := bytes.IndexByte(msg, '\n')
 		var line []byte
-		if i < 0 {
-			line, msg = msg, nil
-		} else {
-			line, msg = msg[:i], msg[i+1:]
-		}
-		line = bytes.TrimSuffix(line, []byte("\r"))
+		line, msg = nextLine(msg)
 		if len(line) == 0 {
 			break
 		}
@@ -288,4 +276,15 @@ func Fill(rec *record.Record, body []byte) {
 	if h.Truncated {
 		rec.Flags = append(rec.Flags, "header_truncated")
 	}
+}
+
+// nextLine splits msg at its first LF into the line, without its line
+// ending (LF or CR LF), and the rest.
+func nextLine(msg []byte) (line, rest []byte) {
+	if i := bytes.IndexByte(msg, '\n'); i >= 0 {
+		line, rest = msg[:i], msg[i+1:]
+	} else {
+		line = msg
+	}
+	return bytes.TrimSuffix(line, []byte("\r")), rest
 }
