@@ -134,20 +134,9 @@ func (s *Store) caughtUp(ctx context.Context) error {
 	if s.unindexed.Load() == 0 {
 		return nil
 	}
-	j := &job{done: make(chan error, 1)} // no fn: the writer writes them, nothing else
-	select {
-	case s.jobs <- j:
-	case <-s.writerDone:
-		return nil // the writer wrote them as it stopped, or Open will
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case err := <-j.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	// A job without fn: the writer writes them, nothing else. Once the
+	// writer has stopped, it wrote them as it stopped, or Open will.
+	return s.submit(ctx, &job{done: make(chan error, 1)}, s.writerDone, nil)
 }
 
 // indexBacklog writes the derived rows of the records above the mark: those

@@ -382,11 +382,16 @@ func (s *Store) enqueue(ctx context.Context, it *item) error {
 // do runs fn in a write transaction of its own on the writer goroutine,
 // between batches.
 func (s *Store) do(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
-	j := &job{fn: fn, done: make(chan error, 1)}
+	return s.submit(ctx, &job{fn: fn, done: make(chan error, 1)}, s.closing, ErrClosed)
+}
+
+// submit hands j to the writer and returns what it did; should stopped
+// close before the writer takes j, it returns whenStopped instead.
+func (s *Store) submit(ctx context.Context, j *job, stopped <-chan struct{}, whenStopped error) error {
 	select {
 	case s.jobs <- j:
-	case <-s.closing:
-		return ErrClosed
+	case <-stopped:
+		return whenStopped
 	case <-ctx.Done():
 		return ctx.Err()
 	}
