@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -115,29 +114,11 @@ func TestDeferKillChild(t *testing.T) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	deadline := time.Now().Add(60 * time.Second) // the parent kills long before
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			g := gen.New(gen.Config{Seed: uint64(os.Getpid()*100 + w), Start: t0, Span: time.Hour, TranscriptEvery: 3})
-			for i := 0; time.Now().Before(deadline) && (mode != "pending" || i < n/8); i++ {
-				r := g.Next()
-				r.MessageID = fmt.Sprintf("<%d.%d.%d@defer.test>", os.Getpid(), w, i)
-				r.Subject = fmt.Sprintf("zq%dn%dn%d", os.Getpid(), w, i)
-				if err := s.Handle(context.Background(), r); err != nil {
-					fmt.Fprintln(os.Stderr, err)
-					continue
-				}
-				mu.Lock()
-				fmt.Fprintf(os.Stdout, "ack %s\n", r.MessageID)
-				mu.Unlock()
-			}
-		}()
+	perWorker := 0
+	if mode == "pending" {
+		perWorker = n / 8
 	}
-	wg.Wait()
+	writeAcked(s, 8, perWorker, "defer.test", true)
 	if mode == "pending" {
 		if s.unindexed.Load() == 0 {
 			r := gen.New(gen.Config{Seed: 1, Start: t0, Span: time.Hour}).Next()

@@ -31,17 +31,30 @@ func TestKillChild(t *testing.T) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	writeAcked(s, 32, 0, "kill.test", false)
+	os.Exit(3)
+}
+
+// writeAcked is the body of a kill test's child: workers goroutines each
+// Handle records (perWorker each, or without end when 0) until a minute
+// has passed, printing "ack <Message-ID>" for every record whose Handle
+// returned nil. Message-IDs end in @domain; with subject, each record also
+// gets a subject as unique as its Message-ID, for the full-text index.
+func writeAcked(s *Store, workers, perWorker int, domain string, subject bool) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	deadline := time.Now().Add(60 * time.Second) // the parent kills long before
-	for w := 0; w < 32; w++ {
+	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			g := gen.New(gen.Config{Seed: uint64(os.Getpid()*100 + w), Start: t0, Span: time.Hour, TranscriptEvery: 3})
-			for i := 0; time.Now().Before(deadline); i++ {
+			for i := 0; time.Now().Before(deadline) && (perWorker == 0 || i < perWorker); i++ {
 				r := g.Next()
-				r.MessageID = fmt.Sprintf("<%d.%d.%d@kill.test>", os.Getpid(), w, i)
+				r.MessageID = fmt.Sprintf("<%d.%d.%d@%s>", os.Getpid(), w, i, domain)
+				if subject {
+					r.Subject = fmt.Sprintf("zq%dn%dn%d", os.Getpid(), w, i)
+				}
 				if err := s.Handle(context.Background(), r); err != nil {
 					fmt.Fprintln(os.Stderr, err)
 					continue
@@ -53,7 +66,6 @@ func TestKillChild(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	os.Exit(3)
 }
 
 // TestKillDuringWrites kills a writing process with SIGKILL at a random
