@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -156,59 +155,18 @@ func TestKillBetweenCommits(t *testing.T) {
 		n := 300 + rand.IntN(700)
 		cmd := exec.Command(os.Args[0], "-test.run=^TestDeferKillChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s:%d:%s", deferChildEnv, mode, n, path))
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := make(chan string)
-		go func() {
-			defer close(lines)
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-		}()
-		acked := 0
-		timeout := time.After(60 * time.Second)
-		killed := false
 		pending := ""
-	read:
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					break read
-				}
-				if id, found := strings.CutPrefix(l, "ack "); found {
-					allAcked[id] = true
-					acked++
-				}
-				p, ready := strings.CutPrefix(l, "ready ")
-				if !killed && (ready || mode == "busy" && acked >= n) {
-					if err := cmd.Process.Kill(); err != nil {
-						t.Fatal(err)
-					}
-					killed = true
-					if ready {
-						pending = p + " records"
-					} else {
-						pending = "a random number of records"
-					}
-				}
-			case <-timeout:
-				_ = cmd.Process.Kill()
-				t.Fatalf("round %d: child never got ready (%d acknowledged); stderr: %s", round, acked, stderr.String())
+		acked := killChild(t, cmd, allAcked, func(l string, acked int) bool {
+			if p, ready := strings.CutPrefix(l, "ready "); ready {
+				pending = p + " records"
+				return true
 			}
-		}
-		_ = cmd.Wait()
-		if !killed {
-			t.Fatalf("round %d: child exited by itself; stderr: %s", round, stderr.String())
-		}
+			if mode == "busy" && acked >= n {
+				pending = "a random number of records"
+				return true
+			}
+			return false
+		})
 		if mode == "pending" && pending == "0 records" {
 			t.Fatalf("round %d: no record was waiting for its derived rows at the kill", round)
 		}

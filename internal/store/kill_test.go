@@ -80,53 +80,10 @@ func TestKillDuringWrites(t *testing.T) {
 	for round := 0; round < 4; round++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestKillChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), killChildEnv+"="+path)
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
 		acked := map[string]bool{}
-		lines := make(chan string)
-		go func() {
-			defer close(lines)
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-		}()
 		// Kill after a random number of acknowledgements, mid-burst.
 		killAt := 500 + rand.IntN(3000)
-		timeout := time.After(60 * time.Second)
-		killed := false
-	read:
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					break read
-				}
-				if id, found := strings.CutPrefix(l, "ack "); found {
-					acked[id] = true
-				}
-				if !killed && len(acked) >= killAt {
-					if err := cmd.Process.Kill(); err != nil {
-						t.Fatal(err)
-					}
-					killed = true
-				}
-			case <-timeout:
-				_ = cmd.Process.Kill()
-				t.Fatalf("child never reached %d acknowledgements (got %d); stderr: %s", killAt, len(acked), stderr.String())
-			}
-		}
-		_ = cmd.Wait()
-		if !killed {
-			t.Fatalf("child exited by itself; stderr: %s", stderr.String())
-		}
+		killChild(t, cmd, acked, func(_ string, n int) bool { return n >= killAt })
 
 		s, err := Open(context.Background(), path, Options{})
 		if err != nil {
@@ -173,4 +130,60 @@ func TestKillDuringWrites(t *testing.T) {
 			round, len(acked), len(have)-total)
 		total = len(have)
 	}
+}
+
+// killChild starts cmd, a kill test's child, adds the Message-ID of every
+// "ack <Message-ID>" line it prints to acked, and kills it with SIGKILL at
+// the first line for which kill(line, n) holds, n being the
+// acknowledgements it printed so far. It returns n at the end. It fails t
+// when the child is not killed within a minute, or exits by itself.
+func killChild(t *testing.T, cmd *exec.Cmd, acked map[string]bool, kill func(line string, n int) bool) int {
+	t.Helper()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	n := 0
+	timeout := time.After(60 * time.Second)
+	killed := false
+read:
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				break read
+			}
+			if id, found := strings.CutPrefix(l, "ack "); found {
+				acked[id] = true
+				n++
+			}
+			if !killed && kill(l, n) {
+				if err := cmd.Process.Kill(); err != nil {
+					t.Fatal(err)
+				}
+				killed = true
+			}
+		case <-timeout:
+			_ = cmd.Process.Kill()
+			t.Fatalf("the child was not killed within a minute (%d acknowledged); stderr: %s", n, stderr.String())
+		}
+	}
+	_ = cmd.Wait()
+	if !killed {
+		t.Fatalf("the child exited by itself; stderr: %s", stderr.String())
+	}
+	return n
 }
