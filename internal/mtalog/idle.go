@@ -1,6 +1,9 @@
 package mtalog
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // IdleQueue orders a correlator's open entries (messages, sessions) by the
 // log time each last saw a line, so that a Flush finds the idle ones
@@ -72,6 +75,16 @@ func (q *IdleQueue[T]) Touch(e *IdleEntry[T], t time.Time) {
 		q.back = e
 	} else {
 		e.next.prev = e
+	}
+}
+
+// TouchInOrder touches, in q, the entry of every item at its time, least
+// recent first (items are sorted so, stably), which leaves q as the run of
+// lines that saw them would have: how a correlator restores a snapshot.
+func TouchInOrder[S, T any](q *IdleQueue[T], items []S, last func(S) time.Time, entry func(S) *IdleEntry[T]) {
+	slices.SortStableFunc(items, func(a, b S) int { return last(a).Compare(last(b)) })
+	for _, it := range items {
+		q.Touch(entry(it), last(it))
 	}
 }
 

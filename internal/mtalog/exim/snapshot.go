@@ -128,14 +128,10 @@ func (c *Correlator) Restore(b []byte) error {
 	}
 	c.msgs, c.sessions, c.seen = msgs, sessions, seen
 	// The queues least recently seen first, as Feed would have left them.
-	slices.SortStableFunc(s.Messages, func(a, b snapMessage) int { return a.Last.Compare(b.Last) })
-	for _, sm := range s.Messages {
-		c.idleMsgs.Touch(&msgs[sm.ID].idle, sm.Last)
-	}
-	slices.SortStableFunc(s.Sessions, func(a, b snapSession) int { return a.Last.Compare(b.Last) })
-	for _, ss := range s.Sessions {
-		c.idleSess.Touch(&sessions[ss.Key].idle, ss.Last)
-	}
+	mtalog.TouchInOrder(&c.idleMsgs, s.Messages, func(sm snapMessage) time.Time { return sm.Last },
+		func(sm snapMessage) *mtalog.IdleEntry[string] { return &msgs[sm.ID].idle })
+	mtalog.TouchInOrder(&c.idleSess, s.Sessions, func(ss snapSession) time.Time { return ss.Last },
+		func(ss snapSession) *mtalog.IdleEntry[string] { return &sessions[ss.Key].idle })
 	for _, h := range s.Held {
 		rec := h.Rec
 		c.held = append(c.held, heldReject{key: h.Key, t: h.T, rec: &rec})

@@ -93,13 +93,9 @@ func (c *Correlator) Restore(b []byte) error {
 	}
 	c.msgs, c.conns = msgs, conns
 	// The queues least recently seen first, as Feed would have left them.
-	slices.SortStableFunc(s.Messages, func(a, b snapMessage) int { return a.Last.Compare(b.Last) })
-	for _, sm := range s.Messages {
-		c.idleMsgs.Touch(&msgs[sm.QID].idle, sm.Last)
-	}
-	slices.SortStableFunc(s.Conns, func(a, b snapConn) int { return a.Last.Compare(b.Last) })
-	for _, sc := range s.Conns {
-		c.idleConns.Touch(&conns[sc.PID].idle, sc.Last)
-	}
+	mtalog.TouchInOrder(&c.idleMsgs, s.Messages, func(sm snapMessage) time.Time { return sm.Last },
+		func(sm snapMessage) *mtalog.IdleEntry[string] { return &msgs[sm.QID].idle })
+	mtalog.TouchInOrder(&c.idleConns, s.Conns, func(sc snapConn) time.Time { return sc.Last },
+		func(sc snapConn) *mtalog.IdleEntry[int] { return &conns[sc.PID].idle })
 	return nil
 }
