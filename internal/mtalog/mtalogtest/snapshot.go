@@ -9,6 +9,14 @@ import (
 	"github.com/smtplog/smtplog/internal/record"
 )
 
+// CheckSnapshotRuns runs CheckSnapshots on lines as the subtest name, and
+// again, flushing every 5 lines, as name + "/flushes".
+func CheckSnapshotRuns(t *testing.T, name string, lines []mtalog.Line, newC func() mtalog.Correlator) {
+	t.Helper()
+	t.Run(name, func(t *testing.T) { CheckSnapshots(t, lines, newC, 0) })
+	t.Run(name+"/flushes", func(t *testing.T) { CheckSnapshots(t, lines, newC, 5) })
+}
+
 // CheckSnapshots checks a Snapshotter correlator against lines: for every
 // cut point, a correlator fed the lines before it, snapshotted and
 // restored into a fresh one (from newC) that is fed the rest and flushed,
