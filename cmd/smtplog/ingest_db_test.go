@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"math/rand/v2"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -67,16 +66,7 @@ func TestIngestFollowDBKill9(t *testing.T) {
 		n, _ := strconv.Atoi(query("SELECT count(*) FROM records"))
 		return n
 	}
-	start := func() *child {
-		c := &child{}
-		c.cmd = exec.Command(os.Args[0], "-test.run=^TestIngestFollowDBChild$", "-test.count=1")
-		c.cmd.Env = append(os.Environ(), "SMTPLOG_TEST_FOLLOW_DB_DIR="+dir)
-		c.cmd.Stderr = &c.errb
-		if err := c.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	start := func() *child { return startChild(t, "TestIngestFollowDBChild", "SMTPLOG_TEST_FOLLOW_DB_DIR", dir) }
 	var runs []string
 	defer func() {
 		if t.Failed() {

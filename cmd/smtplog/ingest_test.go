@@ -590,6 +590,20 @@ func TestIngestFollowChild(t *testing.T) {
 	runChild(t, "SMTPLOG_TEST_FOLLOW_DIR", "TestIngestFollowKill9", followArgs)
 }
 
+// startChild re-executes the test binary to run the test named test (one
+// that calls runChild) with dirVar set to dir.
+func startChild(t *testing.T, test, dirVar, dir string) *child {
+	t.Helper()
+	c := &child{}
+	c.cmd = exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
+	c.cmd.Env = append(os.Environ(), dirVar+"="+dir)
+	c.cmd.Stderr = &c.errb
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // runChild runs smtplog with args(dir) when the test binary was re-executed
 // by parent with dir in the environment variable dirVar; SIGTERM stops it
 // as it stops the command.
@@ -614,14 +628,7 @@ func TestIngestFollowKill9(t *testing.T) {
 		t.Skip("slow")
 	}
 	followChaos(t, true, func(dir string) follower {
-		c := &child{}
-		c.cmd = exec.Command(os.Args[0], "-test.run=^TestIngestFollowChild$", "-test.count=1")
-		c.cmd.Env = append(os.Environ(), "SMTPLOG_TEST_FOLLOW_DIR="+dir)
-		c.cmd.Stderr = &c.errb
-		if err := c.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return c
+		return startChild(t, "TestIngestFollowChild", "SMTPLOG_TEST_FOLLOW_DIR", dir)
 	})
 }
 
