@@ -1052,12 +1052,7 @@ func (c *Conversation) endTx(ts time.Time, why string) {
 		return
 	}
 	rec := c.messageRecord(tx)
-	rec.Status = record.StatusAborted
-	if len(tx.rcpts) == 0 {
-		rec.Status = record.StatusRejected
-		rec.SMTPResponse = tx.rejected[len(tx.rejected)-1].SMTPResponse
-	}
-	rec.Reason = why
+	rec.Abort(why)
 	rec.LatencyMS = record.MS(ts.Sub(tx.start))
 	switch {
 	case c.ph == phReply && c.pend.kind == pkDataEnd:

@@ -46,6 +46,19 @@ const (
 	StatusAborted  = "aborted"  // the transaction did not complete (connection lost, timeout, reset)
 )
 
+// Abort settles a message record whose transaction ended before its
+// content was accepted, for reason why: aborted, or, when no recipient
+// was accepted and some were refused, rejected with the last refusal's
+// reply. The engine and the capture decoder both end transactions so.
+func (r *Record) Abort(why string) {
+	r.Status = StatusAborted
+	if len(r.RcptTo) == 0 && len(r.RejectedRcpt) > 0 {
+		r.Status = StatusRejected
+		r.SMTPResponse = r.RejectedRcpt[len(r.RejectedRcpt)-1].SMTPResponse
+	}
+	r.Reason = why
+}
+
 // Close reasons of a session record.
 const (
 	CloseQuit         = "quit"

@@ -1045,12 +1045,7 @@ func (c *conn) endTx(why string) {
 		return
 	}
 	rec := c.messageRecord(tx)
-	rec.Status = record.StatusAborted
-	if len(tx.rcpts) == 0 {
-		rec.Status = record.StatusRejected
-		rec.SMTPResponse = tx.rejected[len(tx.rejected)-1].SMTPResponse
-	}
-	rec.Reason = why
+	rec.Abort(why)
 	rec.LatencyMS = record.MS(c.now().Sub(tx.start))
 	rec.PhasesMS = tx.phases
 	if !c.s.cfg.NoMessageTranscript {
