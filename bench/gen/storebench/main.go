@@ -221,55 +221,49 @@ func run() error {
 	p50, p99 = pct(lat)
 	fmt.Printf("search status:deferred + free text over one day, first 50: p50 %s p99 %s (%d searches)\n", p50, p99, len(lat))
 
-	// Dashboard aggregates over 24 hours, hourly buckets, the start
-	// aligned to the bucket as the HTTP API aligns it.
-	lat = lat[:0]
-	var msgs int64
-	for i := 0; i < 20; i++ {
-		from := start.Add(time.Duration(rng.Int64N(int64(span - 24*time.Hour + 1)))).Truncate(time.Hour)
-		t := time.Now()
-		st, err := s.Stats(ctx, from, from.Add(24*time.Hour), time.Hour)
-		lat = append(lat, time.Since(t))
-		if err != nil {
-			return err
-		}
-		msgs += st.Messages
-	}
-	p50, p99 = pct(lat)
-	fmt.Printf("dashboard Stats over 24h (hourly): p50 %s p99 %s (%d runs, %d messages each)\n", p50, p99, len(lat), msgs/int64(len(lat)))
-
-	// The last 24 hours as the UI asks for them: a range that ends now,
-	// its start aligned to a 15-minute bucket, so both ends are ragged.
-	lat, msgs = lat[:0], 0
-	for i := 0; i < 20; i++ {
-		to := start.Add(span - time.Duration(rng.Int64N(int64(time.Hour))))
-		from := to.Add(-24 * time.Hour).Truncate(15 * time.Minute)
-		t := time.Now()
-		st, err := s.Stats(ctx, from, to, 15*time.Minute)
-		lat = append(lat, time.Since(t))
-		if err != nil {
-			return err
-		}
-		msgs += st.Messages
-	}
-	p50, p99 = pct(lat)
-	fmt.Printf("dashboard Stats over the last 24h (15-minute buckets, ragged ends): p50 %s p99 %s (%d runs, %d messages each)\n", p50, p99, len(lat), msgs/int64(len(lat)))
-
-	// A month, when the store holds one.
-	if span >= 30*24*time.Hour {
-		lat, msgs = lat[:0], 0
-		for i := 0; i < 5; i++ {
-			from := start.Add(time.Duration(rng.Int64N(int64(span - 30*24*time.Hour + 1)))).Truncate(24 * time.Hour)
+	// Dashboard aggregates; each range is drawn at random over the
+	// store's span.
+	dashboard := func(what string, runs int, rangeOf func() (from, to time.Time), step time.Duration) error {
+		lat := lat[:0]
+		var msgs int64
+		for i := 0; i < runs; i++ {
+			from, to := rangeOf()
 			t := time.Now()
-			st, err := s.Stats(ctx, from, from.Add(30*24*time.Hour), 24*time.Hour)
+			st, err := s.Stats(ctx, from, to, step)
 			lat = append(lat, time.Since(t))
 			if err != nil {
 				return err
 			}
 			msgs += st.Messages
 		}
-		p50, p99 = pct(lat)
-		fmt.Printf("dashboard Stats over 30 days (daily): p50 %s p99 %s (%d runs, %d messages each)\n", p50, p99, len(lat), msgs/int64(len(lat)))
+		p50, p99 := pct(lat)
+		fmt.Printf("dashboard Stats over %s: p50 %s p99 %s (%d runs, %d messages each)\n", what, p50, p99, len(lat), msgs/int64(len(lat)))
+		return nil
+	}
+	// 24 hours, hourly buckets, the start aligned to the bucket as the
+	// HTTP API aligns it.
+	if err := dashboard("24h (hourly)", 20, func() (time.Time, time.Time) {
+		from := start.Add(time.Duration(rng.Int64N(int64(span - 24*time.Hour + 1)))).Truncate(time.Hour)
+		return from, from.Add(24 * time.Hour)
+	}, time.Hour); err != nil {
+		return err
+	}
+	// The last 24 hours as the UI asks for them: a range that ends now,
+	// its start aligned to a 15-minute bucket, so both ends are ragged.
+	if err := dashboard("the last 24h (15-minute buckets, ragged ends)", 20, func() (time.Time, time.Time) {
+		to := start.Add(span - time.Duration(rng.Int64N(int64(time.Hour))))
+		return to.Add(-24 * time.Hour).Truncate(15 * time.Minute), to
+	}, 15*time.Minute); err != nil {
+		return err
+	}
+	// A month, when the store holds one.
+	if span >= 30*24*time.Hour {
+		if err := dashboard("30 days (daily)", 5, func() (time.Time, time.Time) {
+			from := start.Add(time.Duration(rng.Int64N(int64(span - 30*24*time.Hour + 1)))).Truncate(24 * time.Hour)
+			return from, from.Add(30 * 24 * time.Hour)
+		}, 24*time.Hour); err != nil {
+			return err
+		}
 	}
 	return s.Close(ctx)
 }
