@@ -82,7 +82,9 @@ func parseLine(raw string, ref time.Time, c *stampCache) (Line, error) {
 	if !ok || len(rest) == 0 || rest[0] != ' ' {
 		return l, ErrNoPrefix
 	}
-	rest = strings.TrimLeft(rest, " ")
+	for len(rest) > 0 && rest[0] == ' ' {
+		rest = rest[1:]
+	}
 	sp := strings.IndexByte(rest, ' ')
 	if sp <= 0 {
 		return l, ErrNoPrefix
