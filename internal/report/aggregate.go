@@ -482,12 +482,13 @@ func (a *Aggregator) delivered(r *record.Record, d *record.Delivery) {
 func (a *Aggregator) deferred(r *record.Record, d *record.Delivery) {
 	a.totals.Deferrals++
 	a.count(d.Timestamp, func(c *Counts) { c.Deferred++ })
-	if s, _ := a.recipDomains.get(domainOf(normAddr(d.Rcpt))); s != nil {
+	dom := domainOf(normAddr(d.Rcpt))
+	if s, _ := a.recipDomains.get(dom); s != nil {
 		s.deferrals++
 		s.delayMax = max(s.delayMax, d.DelayS)
 	}
 	code, enh := deliveryCodes(d)
-	a.failure(&a.deferrals, "", code, enh, d.SMTPResponse, domainOf(normAddr(d.Rcpt)))
+	a.failure(&a.deferrals, "", code, enh, d.SMTPResponse, dom)
 	a.code(4, enh, d.SMTPResponse)
 	a.relay(d, func(m *mxStat) { m.deferred++ })
 }
@@ -717,36 +718,37 @@ func maskPaths(s string) string {
 	return string(appendMaskPaths(nil, s))
 }
 
-// appendMaskPaths appends maskPaths(s) to dst.
+// appendMaskPaths appends maskPaths(s) to dst. It looks at the words
+// that hold a "/" only, and copies the text between them whole.
 func appendMaskPaths(dst []byte, s string) []byte {
-	if !strings.Contains(s, "/") {
-		return append(dst, s...)
-	}
-	for i := 0; ; i++ {
-		w, rest, more := strings.Cut(s, " ")
-		if i > 0 {
-			dst = append(dst, ' ')
+	for {
+		slash := strings.IndexByte(s, '/')
+		if slash < 0 {
+			return append(dst, s...)
 		}
-		if !strings.Contains(w, "/") {
-			dst = append(dst, w...)
-		} else {
-			digits := false
-			for j := 0; j < len(w); j++ {
-				if isDigit(w[j]) {
-					if !digits {
-						dst = append(dst, '#')
-					}
-					digits = true
-					continue
+		start := strings.LastIndexByte(s[:slash], ' ') + 1
+		end := len(s)
+		if i := strings.IndexByte(s[slash:], ' '); i >= 0 {
+			end = slash + i
+		}
+		dst = append(dst, s[:start]...)
+		w := s[start:end]
+		for j := 0; j < len(w); {
+			k := j
+			if isDigit(w[j]) {
+				for k < len(w) && isDigit(w[k]) {
+					k++
 				}
-				digits = false
-				dst = append(dst, w[j])
+				dst = append(dst, '#')
+			} else {
+				for k < len(w) && !isDigit(w[k]) {
+					k++
+				}
+				dst = append(dst, w[j:k]...)
 			}
+			j = k
 		}
-		if !more {
-			return dst
-		}
-		s = rest
+		s = s[end:]
 	}
 }
 
