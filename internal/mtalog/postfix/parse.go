@@ -39,38 +39,48 @@ const (
 )
 
 // Event is one parsed Postfix log line. Strings share the line's memory.
+//
+// The fields are laid out by use, not by topic: the reading goroutine
+// writes an Event and the correlating one reads it (Dialect's
+// NewPrepared), so what every line is looked at for and what a delivery
+// and a diagnostic line, the most frequent, carry come first and share
+// as few cache lines as they can.
 type Event struct {
 	Kind    Kind
+	Level   string // diagnostics: warning, error, fatal, panic
 	Daemon  string // the last element of the program name: smtpd, qmgr, smtp, …
 	QueueID string // "" for NOQUEUE and lines without one
+	Text    string // deliveries: the parenthesised text after the status; otherwise a reason
+
+	// Deliveries (and Code and Enhanced of rejections).
+	Status   string // sent, deferred, bounced, expired, …
+	To       string
+	Relay    string
+	DSN      string
+	Delays   string
+	Delay    float64
+	Code     int
+	Enhanced string
+	OrigTo   string
+	QueuedAs string // "queued as X" in a delivery reply (content filters)
+
+	// The queue manager's from= line (and From of rejections).
+	From    string
+	HasFrom bool
+	Size    int64
+	Nrcpt   int
 
 	ClientHost, ClientIP string
 	ClientPort           int
+	Counters             string // disconnect's command counters: "ehlo=1 mail=1 … commands=5"
 
 	// Rejections and header/body checks.
 	Action       string // reject, reject_warning, hold, discard, warning, milter-reject, …
 	Stage        string // RCPT, DATA, END-OF-MESSAGE, CONNECT, header, body, …
 	Reply        string // the reply as logged: "554 5.7.1 <a@b>: Recipient address rejected: …"
-	Code         int
-	Enhanced     string
-	From         string
-	HasFrom      bool
-	To           string
 	Proto, Helo  string
 	CheckSubject string // the header or body line a check matched
 
-	// Deliveries.
-	OrigTo   string
-	Relay    string
-	Delay    float64
-	Delays   string
-	DSN      string
-	Status   string // sent, deferred, bounced, expired, …
-	Text     string // the parenthesised text after the status, or a reason
-	QueuedAs string // "queued as X" in a delivery reply (content filters)
-
-	Size      int64
-	Nrcpt     int
 	MessageID string
 
 	SASLMethod, SASLUser string
@@ -78,9 +88,7 @@ type Event struct {
 	TLSTrust, TLSVersion, TLSCipher string
 	Peer                            string // TLS: the peer as logged, "host[ip]:port"
 
-	Counters string // disconnect's command counters: "ehlo=1 mail=1 … commands=5"
-	Level    string // diagnostics: warning, error, fatal, panic
-	NewQID   string // bounce: the notification's queue ID
+	NewQID string // bounce: the notification's queue ID
 }
 
 // Daemon returns the Postfix service of a syslog program name:
