@@ -200,14 +200,26 @@ const maxInterned = 1 << 14
 
 // interner keeps one copy of each string value it is given, so that the
 // values a log repeats on many lines are copied out of the line once.
-type interner struct{ m map[string]string }
+type interner struct {
+	m map[string]string
+	// front holds values found lately, at a place of a cheap hash of
+	// their length and a few bytes: most lines repeat a value of the
+	// few the log has (a status, a relay, a DSN, …), which front then
+	// finds with a comparison instead of the map's hash and probe.
+	front [256]string
+}
 
 // get returns a copy of s that shares no memory with the line s came from.
 func (in *interner) get(s string) string {
 	if s == "" {
 		return ""
 	}
+	h := (uint(len(s))*0x9e + uint(s[0])*0x3b + uint(s[len(s)/2])*0x0d + uint(s[len(s)-1])) & uint(len(in.front)-1)
+	if f := in.front[h]; f == s {
+		return f
+	}
 	if v, ok := in.m[s]; ok {
+		in.front[h] = v
 		return v
 	}
 	if in.m == nil {
@@ -217,6 +229,7 @@ func (in *interner) get(s string) string {
 	}
 	v := strings.Clone(s)
 	in.m[v] = v
+	in.front[h] = v
 	return v
 }
 
