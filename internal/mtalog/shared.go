@@ -46,10 +46,7 @@ func BoundCut(lasts []time.Time) time.Time {
 // in a reply as logged: "554 5.7.1 …", "host x said: 450 4.2.0 …", or the
 // first line of a multi-line reply, "550-5.1.1 …".
 func ReplyCodes(text string) (int, string) {
-	s := text
-	if i := strings.Index(s, " said: "); i >= 0 {
-		s = s[i+len(" said: "):]
-	}
+	s := AfterSaid(text)
 	code := 0
 	if len(s) >= 4 && (s[3] == ' ' || s[3] == '-') && s[0] >= '2' && s[0] <= '5' && isDigit(s[1]) && isDigit(s[2]) {
 		code = int(s[0]-'0')*100 + int(s[1]-'0')*10 + int(s[2]-'0')
@@ -60,6 +57,24 @@ func ReplyCodes(text string) (int, string) {
 		enh = w
 	}
 	return code, enh
+}
+
+// AfterSaid returns what follows the first " said: " in s, the words of
+// a remote server as Postfix quotes them ("host x[1.2.3.4] said: 450 …"),
+// or s when there is none. It looks at the colons of s, which are few,
+// where strings.Index would look at every space.
+func AfterSaid(s string) string {
+	for i := 0; ; {
+		j := strings.IndexByte(s[i:], ':')
+		if j < 0 {
+			return s
+		}
+		j += i
+		if j >= 5 && j+1 < len(s) && s[j+1] == ' ' && s[j-5:j] == " said" {
+			return s[j+2:]
+		}
+		i = j + 1
+	}
 }
 
 // IsEnhancedCode reports whether w is an enhanced status code (RFC 3463):

@@ -1,6 +1,10 @@
 package mtalog
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"testing/quick"
+)
 
 func TestReplyCodes(t *testing.T) {
 	for _, tc := range []struct {
@@ -30,5 +34,26 @@ func TestParseDelay(t *testing.T) {
 		if got := ParseDelay(in); got != want {
 			t.Errorf("ParseDelay(%q) = %v, want %v", in, got, want)
 		}
+	}
+}
+
+// TestAfterSaid: AfterSaid cuts where strings.Index finds " said: ".
+func TestAfterSaid(t *testing.T) {
+	want := func(s string) string {
+		if i := strings.Index(s, " said: "); i >= 0 {
+			return s[i+len(" said: "):]
+		}
+		return s
+	}
+	for _, s := range []string{"", ":", " said: ", "said: x", " said:x said: y", "a: b said:  said: c", "x said:", "host h[1.2.3.4] said: 450 4.2.0 try later (in reply to RCPT TO command)"} {
+		if got := AfterSaid(s); got != want(s) {
+			t.Errorf("AfterSaid(%q) = %q, want %q", s, got, want(s))
+		}
+	}
+	if err := quick.Check(func(ws []string) bool {
+		s := strings.Join(ws, " said: ")
+		return AfterSaid(s) == want(s) && AfterSaid(s[min(len(s), 3):]) == want(s[min(len(s), 3):])
+	}, nil); err != nil {
+		t.Error(err)
 	}
 }

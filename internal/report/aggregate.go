@@ -687,9 +687,7 @@ func failureReason(s string) string {
 
 // appendFailureReason appends failureReason(s) to dst.
 func appendFailureReason(dst []byte, s string) []byte {
-	if i := strings.Index(s, " said: "); i >= 0 {
-		s = s[i+len(" said: "):]
-	}
+	s = mtalog.AfterSaid(s)
 	if len(s) >= 4 && s[3] == ' ' && isDigit(s[0]) && isDigit(s[1]) && isDigit(s[2]) {
 		s = s[4:]
 	}
