@@ -3,6 +3,7 @@ package report
 import (
 	"cmp"
 	"context"
+	"hash/maphash"
 	"slices"
 	"strconv"
 	"strings"
@@ -122,8 +123,13 @@ type codeStat struct {
 // but strings, so a Pipeline may recycle records for it
 // (mtalog.PipelineOptions.Recycle).
 type Aggregator struct {
-	opt Options
-	key []byte // scratch for composite table keys
+	opt    Options
+	key    []byte // scratch for composite table keys
+	rawKey []byte // scratch for the keys of the memos
+	// What the deferral replies (with their DSN) and the notes met last
+	// counted.
+	deferMemo *memo[counted]
+	noteMemo  *memo[*Diagnostic]
 	// The per-day and per-hour counters of the wall-clock hour last
 	// counted, which most events fall into.
 	hourAt  hourKey
@@ -189,6 +195,8 @@ func New(o Options) *Aggregator {
 		codes:        newTable[codeStat](k),
 		mx:           newTable[mxStat](k),
 		sources:      map[string]int64{},
+		deferMemo:    newMemo[counted](),
+		noteMemo:     newMemo[*Diagnostic](),
 	}
 }
 
@@ -260,15 +268,56 @@ func (a *Aggregator) Note(n Note) {
 	if !a.in(n.Time) {
 		return
 	}
-	a.key = append(append(append(append(a.key[:0], n.Level...), 0), n.Program...), 0)
-	start := len(a.key)
-	a.key = appendTrimmed(appendMaskPaths(a.key, n.Text), start, 160)
-	if d, isNew := a.diags.getBytes(a.key); d != nil {
+	a.rawKey = append(append(append(append(append(a.rawKey[:0], n.Level...), 0), n.Program...), 0), n.Text...)
+	if m, hit := a.noteMemo.find(a.rawKey); hit {
+		if *m != nil {
+			(*m).Count++
+		}
+		return
+	} else {
+		a.key, *m = addNote(&a.diags, a.key, n)
+	}
+}
+
+// addNote counts n in diags, building its key in buf, which it returns,
+// with the Diagnostic counted (nil when diags is full).
+func addNote(diags *table[Diagnostic], buf []byte, n Note) ([]byte, *Diagnostic) {
+	buf = append(append(append(append(buf[:0], n.Level...), 0), n.Program...), 0)
+	start := len(buf)
+	buf = appendTrimmed(appendMaskPaths(buf, n.Text), start, 160)
+	d, isNew := diags.getBytes(buf)
+	if d != nil {
 		if isNew {
-			*d = Diagnostic{Level: strings.Clone(n.Level), Program: strings.Clone(n.Program), Text: string(a.key[start:])}
+			*d = Diagnostic{Level: strings.Clone(n.Level), Program: strings.Clone(n.Program), Text: string(buf[start:])}
 		}
 		d.Count++
 	}
+	return buf, d
+}
+
+// memo remembers what the texts met last counted, so that a text a log
+// repeats (a remote server's reply, a warning) is not taken apart and
+// looked up again each time: a few slots, each found by a hash of the
+// text, which holds a copy of it.
+type memo[V any] struct {
+	seed  maphash.Seed
+	slots [64]struct {
+		key []byte
+		val V
+	}
+}
+
+func newMemo[V any]() *memo[V] { return &memo[V]{seed: maphash.MakeSeed()} }
+
+// find returns the value of key's slot and whether the slot holds key;
+// when it does not, it takes key, and the caller sets the value.
+func (m *memo[V]) find(key []byte) (*V, bool) {
+	s := &m.slots[maphash.Bytes(m.seed, key)%uint64(len(m.slots))]
+	if s.key != nil && string(s.key) == string(key) {
+		return &s.val, true
+	}
+	s.key = append(s.key[:0], key...)
+	return &s.val, false
 }
 
 func hasFlag(r *record.Record, f string) bool { return slices.Contains(r.Flags, f) }
@@ -487,10 +536,25 @@ func (a *Aggregator) deferred(r *record.Record, d *record.Delivery) {
 		s.deferrals++
 		s.delayMax = max(s.delayMax, d.DelayS)
 	}
-	code, enh := deliveryCodes(d)
-	a.failure(&a.deferrals, "", code, enh, d.SMTPResponse, dom)
-	a.code(4, enh, d.SMTPResponse)
+	a.rawKey = append(append(append(a.rawKey[:0], d.SMTPResponse...), 0), d.DSN...)
+	if m, hit := a.deferMemo.find(a.rawKey); hit {
+		// What the reply and DSN counted before: a reason and a code.
+		m.reason.add(dom)
+		if m.code != nil {
+			m.code.count++
+		}
+	} else {
+		code, enh := deliveryCodes(d)
+		m.reason = a.failure(&a.deferrals, "", code, enh, d.SMTPResponse, dom)
+		m.code = a.code(4, enh, d.SMTPResponse)
+	}
 	a.relay(d, func(m *mxStat) { m.deferred++ })
+}
+
+// counted is what one text counted in the reasons and status codes.
+type counted struct {
+	reason *reasonStat
+	code   *codeStat
 }
 
 func (a *Aggregator) bounced(r *record.Record, d *record.Delivery) {
@@ -534,7 +598,7 @@ func relayHost(relay string) string {
 	return relay
 }
 
-func (a *Aggregator) code(class int, enh, example string) {
+func (a *Aggregator) code(class int, enh, example string) *codeStat {
 	if enh == "" {
 		enh = "-"
 	} else if enh[0] != byte('0'+class) {
@@ -544,12 +608,14 @@ func (a *Aggregator) code(class int, enh, example string) {
 	}
 	a.key = append(strconv.AppendInt(a.key[:0], int64(class), 10), "xx\x00"...)
 	a.key = append(a.key, enh...)
-	if c, isNew := a.codes.getBytes(a.key); c != nil {
+	c, isNew := a.codes.getBytes(a.key)
+	if c != nil {
 		if isNew {
 			c.example = trim(example, 160)
 		}
 		c.count++
 	}
+	return c
 }
 
 // rejections counts what r says was refused: the message itself and each
@@ -645,10 +711,11 @@ func (a *Aggregator) reason(t *table[reasonStat], group string, code int, enh, r
 }
 
 // failure is reason with failureReason(reply), built in the key buffer.
-func (a *Aggregator) failure(t *table[reasonStat], group string, code int, enh, reply, key string) {
+// It returns the reason counted, nil when its table is full.
+func (a *Aggregator) failure(t *table[reasonStat], group string, code int, enh, reply, key string) *reasonStat {
 	start := a.reasonKey(group, code, enh)
 	a.key = appendFailureReason(a.key, reply)
-	a.addReason(t, group, code, enh, start, key)
+	return a.addReason(t, group, code, enh, start, key)
 }
 
 // reasonKey starts a reason's table key in a.key and returns where the
@@ -662,13 +729,23 @@ func (a *Aggregator) reasonKey(group string, code int, enh string) int {
 
 // addReason counts the reason whose key is in a.key, the reason itself
 // from start on.
-func (a *Aggregator) addReason(t *table[reasonStat], group string, code int, enh string, start int, key string) {
+func (a *Aggregator) addReason(t *table[reasonStat], group string, code int, enh string, start int, key string) *reasonStat {
 	s, isNew := t.getBytes(a.key)
 	if s == nil {
-		return
+		return nil
 	}
 	if isNew {
 		*s = reasonStat{group: strings.Clone(group), code: code, enh: strings.Clone(enh), reason: string(a.key[start:]), top: newTable[int64](maxTopPerGroup)}
+	}
+	s.add(key)
+	return s
+}
+
+// add counts one more of s, under key unless it is "" (s may be nil: a
+// reason a full table left out).
+func (s *reasonStat) add(key string) {
+	if s == nil {
+		return
 	}
 	s.count++
 	if key != "" {
