@@ -47,12 +47,14 @@ logging relay; the web UI and API on http://127.0.0.1:8025; records kept in
 store, to live viewers, and to --log-file when one is given.
 
 A message is acknowledged (250) only once its record (and in capture mode
-its bytes) has committed to the store. The relay commits with
---store-sync FULL by default: an fsync per commit, so an acknowledged
-record survives a power loss. Capture mode, a development tool, commits
-with --store-sync NORMAL by default: an acknowledged message survives a
-crash of smtplog, but the last ones may be lost to a power loss or a crash
-of the machine; give --store-sync FULL to keep them too.
+its bytes) is durable in the store's acknowledgement log (DB-ack beside the
+database), from which the store inserts it into SQLite a moment later, and
+at the next start after a crash. The relay runs with --store-sync FULL by
+default: the log is fsynced, so an acknowledged record survives a power
+loss. Capture mode, a development tool, runs with --store-sync NORMAL by
+default: an acknowledged message survives a crash of smtplog, but the last
+ones may be lost to a power loss or a crash of the machine; give
+--store-sync FULL to keep them too.
 
 With --ingest FILE (repeatable) serve also follows MTA log files like
 tail -F, from their end at start (for what they already hold, and for

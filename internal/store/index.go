@@ -12,6 +12,9 @@ import (
 
 // Deferred derived rows.
 //
+// (Records of the acknowledgement log, acklog.go, are inserted with their
+// derived rows at once; what follows is for records committed directly.)
+//
 // A record is acknowledged once its own row has committed: the records row
 // (with the record as JSON), its transcript and, in capture mode, its raw
 // bytes. Everything else is derived from those and written later, for
@@ -97,7 +100,7 @@ func (in *inserts) indexNow(ctx context.Context, tx *sql.Tx) error {
 		return err
 	}
 	last := all[len(all)-1].id
-	if _, err := tx.ExecContext(ctx, `UPDATE index_mark SET upto = ? WHERE one = 1`, last); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE index_mark SET upto = max(upto, ?) WHERE one = 1`, last); err != nil {
 		return fmt.Errorf("store: index mark: %w", err)
 	}
 	// The tentative rows are indexed with the transaction that inserts
@@ -118,6 +121,15 @@ func (in *inserts) indexThrough(ctx context.Context, tx *sql.Tx, id int64) error
 	return in.indexNow(ctx, tx)
 }
 
+// catchUp inserts the records of the acknowledgement log and writes the
+// derived rows the writer holds. It runs on the writer goroutine.
+func (s *Store) catchUp(ctx context.Context) error {
+	if err := s.applyAcked(ctx); err != nil {
+		return err
+	}
+	return s.flushIndex(ctx)
+}
+
 // flushIndex writes the derived rows the writer holds, in a transaction of
 // their own. It runs on the writer goroutine.
 func (s *Store) flushIndex(ctx context.Context) error {
@@ -127,11 +139,11 @@ func (s *Store) flushIndex(ctx context.Context) error {
 	return s.tx(ctx, s.ins.indexNow)
 }
 
-// caughtUp returns once the derived rows of every record acknowledged
-// before the call are written; readers call it first. It costs an atomic
+// caughtUp returns once every record acknowledged before the call is in
+// SQLite with its derived rows; readers call it first. It costs an atomic
 // load when nothing waits.
 func (s *Store) caughtUp(ctx context.Context) error {
-	if s.unindexed.Load() == 0 {
+	if s.unindexed.Load() == 0 && s.ack.count() == 0 {
 		return nil
 	}
 	// A job without fn: the writer writes them, nothing else. Once the
@@ -168,7 +180,7 @@ func (s *Store) indexBacklog(ctx context.Context) error {
 				return nil
 			}
 			// The last ones read did not decode: move past them.
-			if _, err := tx.ExecContext(ctx, `UPDATE index_mark SET upto = ? WHERE one = 1`, last); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE index_mark SET upto = max(upto, ?) WHERE one = 1`, last); err != nil {
 				return err
 			}
 			s.ins.idx.next = last

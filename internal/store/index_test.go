@@ -119,7 +119,7 @@ func TestDeferKillChild(t *testing.T) {
 	}
 	writeAcked(s, 8, perWorker, "defer.test", true)
 	if mode == "pending" {
-		if s.unindexed.Load() == 0 {
+		if s.unindexed.Load()+s.ack.count() == 0 {
 			r := gen.New(gen.Config{Seed: 1, Start: t0, Span: time.Hour}).Next()
 			r.MessageID = fmt.Sprintf("<%d.last@defer.test>", os.Getpid())
 			r.Subject = fmt.Sprintf("zq%dlast", os.Getpid())
@@ -129,7 +129,7 @@ func TestDeferKillChild(t *testing.T) {
 			}
 			fmt.Fprintf(os.Stdout, "ack %s\n", r.MessageID)
 		}
-		fmt.Fprintf(os.Stdout, "ready %d\n", s.unindexed.Load())
+		fmt.Fprintf(os.Stdout, "ready %d\n", s.unindexed.Load()+s.ack.count())
 		time.Sleep(time.Minute)
 	}
 	os.Exit(3)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -323,27 +324,28 @@ func (s *Store) unpark(queueID string) *rawPut {
 	return p
 }
 
-// insertRaw inserts the parked bytes of the records of batch, in the
-// transaction that inserts the records, and applies the retention of
-// their Captures.
-func (s *Store) insertRaw(ctx context.Context, tx *sql.Tx, batch []*item) error {
+// insertRaw inserts the parked bytes of rows, in the transaction that
+// inserts the records, and applies the retention of their Captures. Bytes
+// read back from the acknowledgement log at Open have no Capture yet: the
+// next message's retention covers them.
+func (s *Store) insertRaw(ctx context.Context, tx *sql.Tx, rows []*row) error {
 	var caps []*Capture
-	for _, it := range batch {
-		for _, rw := range it.rows {
-			p := rw.raw
-			if p == nil {
-				continue
+	for _, rw := range rows {
+		p := rw.raw
+		if p == nil {
+			continue
+		}
+		if p.c == nil {
+			if _, err := tx.ExecContext(ctx, rawPutSQL, p.queueID, p.ts, p.size, codecZstd, p.data); err != nil {
+				return fmt.Errorf("store: put raw message: %w", err)
 			}
-			if err := p.c.putRaw(ctx, tx, p); err != nil {
-				return err
-			}
-			seen := false
-			for _, c := range caps {
-				seen = seen || c == p.c
-			}
-			if !seen {
-				caps = append(caps, p.c)
-			}
+			continue
+		}
+		if err := p.c.putRaw(ctx, tx, p); err != nil {
+			return err
+		}
+		if !slices.Contains(caps, p.c) {
+			caps = append(caps, p.c)
 		}
 	}
 	for _, c := range caps {

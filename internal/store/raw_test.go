@@ -47,6 +47,10 @@ func captured(t testing.TB, s *Store, c *Capture, qid string, at time.Time, body
 
 func countRows(t testing.TB, s *Store, table string) int {
 	t.Helper()
+	// A reader of the store's own: it waits for the records acknowledged.
+	if err := s.caughtUp(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	var n int
 	if err := s.r.QueryRow("SELECT count(*) FROM " + table).Scan(&n); err != nil {
 		t.Fatal(err)

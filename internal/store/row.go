@@ -23,7 +23,8 @@ import (
 // goroutine (JSON encoding and compression run in parallel there), so the
 // single writer only binds and steps.
 type row struct {
-	id         int64 // records.id, given by the writer
+	id         int64 // records.id, given in the transaction that inserts it
+	seq        int64 // its frame's sequence number in the acknowledgement log; 0: none
 	rec        []any // the records columns, in insertRecord's order
 	ts         int64
 	rcpts      []rcptRow
@@ -239,15 +240,14 @@ func (t table) sql(rows int) string {
 	return b.String()
 }
 
-// inserts are the writer's prepared full-size statements, one per table,
-// and the next record ID: the writer is the only one that inserts, so it
-// numbers records itself and can insert their children in bulk.
+// inserts are the writer's prepared full-size statements, one per table:
+// the writer numbers records itself, so it can insert their children in
+// bulk.
 type inserts struct {
-	full   map[string]*sql.Stmt // by table head
-	small  map[smallKey]*sql.Stmt
-	nextID int64 // 0: read max(id) first
-	roll   rollups
-	idx    deferred
+	full  map[string]*sql.Stmt // by table head
+	small map[smallKey]*sql.Stmt
+	roll  rollups
+	idx   deferred
 	// deleted says that the open transaction may have deleted records, so
 	// that their roll-ups need settling (rollup_gone).
 	deleted bool
@@ -315,46 +315,44 @@ func (in *inserts) exec(ctx context.Context, tx *sql.Tx, t table, args []any) er
 	return nil
 }
 
-// insert inserts the rows of batch into records and transcripts, numbering
-// them, and hands them to in.idx, which writes their derived rows later
-// (index.go).
-func (in *inserts) insert(ctx context.Context, tx *sql.Tx, batch []*item) (err error) {
-	if in.nextID == 0 {
-		// Past the index mark too: should the newest records have been
-		// deleted, their ids must not be given again to records the mark
-		// would count as indexed.
-		if err := tx.QueryRowContext(ctx, `SELECT max(coalesce((SELECT max(id) FROM records), 0),
-			coalesce((SELECT upto FROM index_mark), 0)) + 1`).Scan(&in.nextID); err != nil {
-			return fmt.Errorf("store: next record id: %w", err)
-		}
+// insertRows inserts rows into records and transcripts, numbering them,
+// and hands them to in.idx, which writes their derived rows later
+// (index.go). The ids follow the highest in the database, read in tx: the
+// write lock of tx makes them this process's even should another one
+// write to the same database.
+func (in *inserts) insertRows(ctx context.Context, tx *sql.Tx, rows []*row) error {
+	id, err := nextID(ctx, tx)
+	if err != nil {
+		return err
 	}
-	defer func() {
-		if err != nil {
-			in.nextID = 0 // the transaction rolls back: read it again
-		}
-	}()
 	var recs, transcripts []any
-	id := in.nextID
-	for _, it := range batch {
-		for _, rw := range it.rows {
-			rw.id = id
-			recs = append(recs, id)
-			recs = append(recs, rw.rec...)
-			if rw.transcript != nil {
-				transcripts = append(transcripts, id, rw.transcript)
-			}
-			in.idx.tent = append(in.idx.tent, rw)
-			id++
+	for _, rw := range rows {
+		rw.id = id
+		id++
+		recs = append(recs, rw.id)
+		recs = append(recs, rw.rec...)
+		if rw.transcript != nil {
+			transcripts = append(transcripts, rw.id, rw.transcript)
 		}
+		in.idx.tent = append(in.idx.tent, rw)
 	}
 	if err := in.exec(ctx, tx, tRecords, recs); err != nil {
 		return err
 	}
-	if err := in.exec(ctx, tx, tTranscripts, transcripts); err != nil {
-		return err
+	return in.exec(ctx, tx, tTranscripts, transcripts)
+}
+
+// nextID is the id after every record stored, and after index_mark:
+// should the newest records have been deleted, their ids must not be given
+// again to records the mark would count as indexed.
+func nextID(ctx context.Context, tx *sql.Tx) (int64, error) {
+	var id int64
+	err := tx.QueryRowContext(ctx, `SELECT max(coalesce((SELECT max(id) FROM records), 0),
+		coalesce((SELECT upto FROM index_mark), 0)) + 1`).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("store: next record id: %w", err)
 	}
-	in.nextID = id
-	return nil
+	return id, nil
 }
 
 // index writes the rows derived from rws (numbered, in id order): recipients,

@@ -5,14 +5,14 @@
 //
 // # Durability
 //
-// Store implements record.Handler. Handle returns nil only after the
-// transaction holding the record has committed with PRAGMA synchronous=FULL
-// in WAL mode, which fsyncs the write-ahead log at every commit: a record
-// whose Handle returned nil survives a crash of the process (kill -9) and of
-// the machine (power loss), on storage that honours fsync. (synchronous=NORMAL
-// would survive kill -9 but could lose the last commits to a power loss, so
-// it is only an option for those who accept that.) Many Handle calls share
-// one commit, so the fsync is paid once per batch, not per record.
+// Store implements record.Handler. Handle returns nil only once the record
+// is durable: in the acknowledgement log of a store on disk (acklog.go),
+// or in a committed transaction. With SyncFull (PRAGMA synchronous=FULL in
+// WAL mode, and the log fsynced) a record whose Handle returned nil
+// survives a crash of the process (kill -9) and of the machine (power
+// loss), on storage that honours fsync. (SyncNormal survives kill -9 but
+// could lose the last records to a power loss, so it is only an option for
+// those who accept that.) Many Handle calls share one fsync.
 //
 // When the writer falls behind and its queue is full, Handle waits at most
 // Options.BusyTimeout (or until ctx is done) and then returns an error
@@ -29,14 +29,17 @@
 // are child tables keyed by the record's id. The columns that terms compare
 // against are derived with package query's functions, which Match uses too,
 // so the SQL and the in-memory matcher agree by construction. The writer
-// numbers records itself (it is the only one that inserts) and inserts a
-// batch with multi-row statements, table by table.
+// numbers records itself and inserts a batch with multi-row statements,
+// table by table.
 //
-// Only what cannot be derived commits before a record is acknowledged: its
-// records row, its transcript and its raw bytes. The rows derived from it
-// (recipients, codes, terms, full text, roll-ups) follow for many records
-// at once, before any read or deletion can miss them, and are rebuilt at
-// Open for the records a crash left without them (index.go).
+// The records of the acknowledgement log are inserted with their derived
+// rows (recipients, codes, terms, full text, roll-ups) in one transaction.
+// Where records commit before they are acknowledged (in memory, or beside
+// another process that holds the log), only what cannot be derived commits
+// first: the records row, its transcript and its raw bytes; the derived
+// rows follow for many records at once, before any read or deletion can
+// miss them, and are rebuilt at Open for the records a crash left without
+// them (index.go).
 //
 // The dashboard's aggregates (Stats) come from hourly roll-ups that the
 // derived rows add to and that deletions subtract from (rollup.go), so
@@ -101,7 +104,7 @@ type Options struct {
 	Sync        Sync          // default SyncFull
 	MaxBatch    int           // records per transaction at most; default 5000
 	MaxDelay    time.Duration // how long the writer waits to fill a batch; default 0: commit what is queued (group commit)
-	QueueSize   int           // writes waiting for the writer (one per Handle, or per 256 records of an Insert); default 10000
+	QueueSize   int           // records in the acknowledgement log waiting for the writer, or writes in its queue (one per Handle, or per 256 records of an Insert); default 10000
 	BusyTimeout time.Duration // how long Handle waits for room in a full queue; default 1s
 	ReadConns   int           // reader connections; default 4
 	CacheKiB    int           // SQLite page cache per connection; default 16384
@@ -161,6 +164,10 @@ type Store struct {
 	w      *sql.DB // one connection, used only by the writer goroutine
 	r      *sql.DB // readers; the same as w for :memory:
 	ins    inserts // used by the writer goroutine only
+	// ack is the acknowledgement log (acklog.go); nil in memory, or when
+	// another process holds it (shared).
+	ack    *ackLog
+	shared bool
 	// unindexed is how many committed records wait for their derived rows
 	// (index.go); the writer sets it after each commit, before it
 	// acknowledges.
@@ -239,24 +246,42 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		s.w.Close()
 		return nil, err
 	}
-	// The records a crash left without derived rows get them before the
-	// roll-ups are checked, so that a rebuild never counts one twice.
-	if err := s.indexBacklog(ctx); err != nil {
-		s.ins.close()
-		s.w.Close()
-		return nil, err
-	}
-	if err := rebuildRollups(ctx, s.w, opts.Logger); err != nil {
+	fail := func(err error) (*Store, error) {
+		if s.ack != nil {
+			s.ack.close()
+		}
 		s.ins.close()
 		s.w.Close()
 		return nil, err
 	}
 	if !s.memory {
+		if s.ack, err = openAckLog(path, opts.Sync == SyncFull); err != nil {
+			return fail(err)
+		}
+		// Without it, another process holds the log and writes: its
+		// derived rows and its log are its own.
+		s.shared = s.ack == nil
+	}
+	// The records a crash left without derived rows get them, and those
+	// it left in the acknowledgement log are inserted, before the
+	// roll-ups are checked, so that a rebuild never counts one twice.
+	if !s.shared {
+		if err := s.indexBacklog(ctx); err != nil {
+			return fail(err)
+		}
+	}
+	if s.ack != nil {
+		if err := s.replayAckLog(ctx); err != nil {
+			return fail(err)
+		}
+	}
+	if err := rebuildRollups(ctx, s.w, opts.Logger); err != nil {
+		return fail(err)
+	}
+	if !s.memory {
 		s.r, err = sql.Open("sqlite", "file:"+url.PathEscape(path)+"?"+params(opts, true).Encode())
 		if err != nil {
-			s.ins.close()
-			s.w.Close()
-			return nil, fmt.Errorf("store: open %s for reading: %w", path, err)
+			return fail(fmt.Errorf("store: open %s for reading: %w", path, err))
 		}
 		s.r.SetMaxOpenConns(opts.ReadConns)
 		s.r.SetMaxIdleConns(opts.ReadConns)
@@ -300,12 +325,18 @@ func (s *Store) closeDBs() {
 	s.w.Close()
 }
 
-// Handle stores r and returns once the transaction holding it has
-// committed. See the package documentation for what an error means.
+// Handle stores r and returns once it is durable: in the acknowledgement
+// log, or in a committed transaction. See the package documentation for
+// what an error means.
 func (s *Store) Handle(ctx context.Context, r *record.Record) error {
 	rw, err := s.prepareRow(r)
 	if err != nil {
 		return err
+	}
+	if s.ack != nil {
+		if err := s.ack.append(ctx, []*row{rw}, s.opts.QueueSize, s.opts.BusyTimeout); err != errAckDown {
+			return err
+		}
 	}
 	it := &item{rows: []*row{rw}, done: make(chan error, 1)}
 	if err := s.enqueue(ctx, it); err != nil {
@@ -319,9 +350,9 @@ func (s *Store) Handle(ctx context.Context, r *record.Record) error {
 	}
 }
 
-// Insert stores many records and returns once all have committed; for bulk
-// loads (log import). Records are committed in batches of at most
-// Options.MaxBatch; on error some of them may have been stored.
+// Insert stores many records and returns once all are durable, as Handle
+// does; for bulk loads (log import) and records that belong together. On
+// error some of them may have been stored.
 func (s *Store) Insert(ctx context.Context, recs []*record.Record) error {
 	const chunk = 256
 	var pending []*item
@@ -336,6 +367,15 @@ func (s *Store) Insert(ctx context.Context, recs []*record.Record) error {
 			it.rows = append(it.rows, rw)
 		}
 		recs = recs[n:]
+		if s.ack != nil {
+			err := s.ack.append(ctx, it.rows, s.opts.QueueSize, s.opts.BusyTimeout)
+			if err == nil {
+				continue
+			}
+			if err != errAckDown {
+				return err
+			}
+		}
 		if err := s.enqueue(ctx, it); err != nil {
 			return err
 		}
@@ -414,16 +454,20 @@ func (s *Store) writer() {
 	for {
 		var first *item
 		var idleC <-chan time.Time
-		if len(s.ins.idx.rows) > 0 {
+		var kick <-chan struct{}
+		if len(s.ins.idx.rows) > 0 || s.ack.count() > 0 {
 			idle.Reset(indexIdle)
 			idleC = idle.C
+		}
+		if s.ack != nil {
+			kick = s.ack.kick
 		}
 		select {
 		case it, ok := <-s.queue:
 			idle.Stop()
 			if !ok {
-				if err := s.flushIndex(s.writeCtx()); err != nil {
-					s.opts.Logger.Warn("store: derived rows left for the next open", "err", err)
+				if err := s.catchUp(s.writeCtx()); err != nil {
+					s.opts.Logger.Warn("store: records and derived rows left for the next open", "err", err)
 				}
 				return
 			}
@@ -432,8 +476,21 @@ func (s *Store) writer() {
 			idle.Stop()
 			j.done <- s.runJob(j)
 			continue
+		case <-kick:
+			// A record was acknowledged; the idle timer restarts.
+			idle.Stop()
+			if s.ack.count() >= int64(indexBatch) {
+				s.logIndexErr(s.applyAcked(s.writeCtx()))
+			}
+			continue
 		case <-idleC:
-			s.logIndexErr(s.flushIndex(s.writeCtx()))
+			s.logIndexErr(s.catchUp(s.writeCtx()))
+			continue
+		}
+		// Records committed directly come after those acknowledged before
+		// them.
+		if err := s.applyAcked(s.writeCtx()); err != nil {
+			first.done <- err
 			continue
 		}
 		batch = append(batch[:0], first)
@@ -473,20 +530,25 @@ func (s *Store) writer() {
 		if t != nil {
 			t.Stop()
 		}
+		var rows []*row
+		for _, it := range batch {
+			rows = append(rows, it.rows...)
+		}
 		err := s.tx(s.writeCtx(), func(ctx context.Context, tx *sql.Tx) error {
-			if err := s.ins.insert(ctx, tx, batch); err != nil {
+			if err := s.ins.insertRows(ctx, tx, rows); err != nil {
 				return err
 			}
-			if len(s.ins.idx.rows)+n >= indexBatch {
+			if s.shared || len(s.ins.idx.rows)+n >= indexBatch {
 				// Enough wait (or a bulk load brings them): their
 				// derived rows cost less in this transaction than in one
 				// more, and held rows never outgrow indexBatch plus a
-				// batch, even should writing them keep failing.
+				// batch, even should writing them keep failing. Beside
+				// another process's writer, at once: the mark is shared.
 				if err := s.ins.indexNow(ctx, tx); err != nil {
 					return err
 				}
 			}
-			return s.insertRaw(ctx, tx, batch)
+			return s.insertRaw(ctx, tx, rows)
 		})
 		for i, it := range batch {
 			it.done <- err
@@ -500,7 +562,10 @@ func (s *Store) writer() {
 // them.
 func (s *Store) runJob(j *job) error {
 	if j.fn == nil {
-		return s.flushIndex(s.writeCtx())
+		return s.catchUp(s.writeCtx())
+	}
+	if err := s.applyAcked(s.writeCtx()); err != nil {
+		return err
 	}
 	return s.tx(s.writeCtx(), func(ctx context.Context, tx *sql.Tx) error {
 		if err := s.ins.indexNow(ctx, tx); err != nil {
@@ -584,6 +649,9 @@ func (s *Store) Close(ctx context.Context) error {
 		return ErrClosed
 	}
 	<-s.retainDone
+	if s.ack != nil {
+		s.ack.shut()
+	}
 	s.mu.Lock()
 	s.closed = true
 	close(s.queue)
@@ -605,6 +673,9 @@ func (s *Store) Close(ctx context.Context) error {
 	}
 	s.wcancel()
 	s.ins.close()
+	if s.ack != nil {
+		s.ack.close()
+	}
 	if !s.memory {
 		// Fold the WAL into the database so the file stands alone.
 		if _, cerr := s.w.ExecContext(flush, "PRAGMA wal_checkpoint(TRUNCATE)"); cerr != nil && err == nil && flush.Err() == nil {

@@ -548,10 +548,10 @@ func TestBackpressure(t *testing.T) {
 	<-held
 	rec := &record.Record{Type: record.TypeMessage, Timestamp: t0, Status: record.StatusAccepted}
 	results := make(chan error, 2)
-	for i := 0; i < 2; i++ { // fill the queue; these wait for their commit
+	for i := 0; i < 2; i++ { // fill the queue (or the acknowledgement log)
 		go func() { results <- s.Handle(ctx, rec) }()
 	}
-	for len(s.queue) < 2 {
+	for len(s.queue)+int(s.ack.count()) < 2 {
 		time.Sleep(time.Millisecond)
 	}
 	start := time.Now()
