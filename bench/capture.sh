@@ -7,20 +7,22 @@
 # with its default retention (500 messages). Reported: messages per second,
 # peak RSS (VmHWM) of the server process, and smtplog/Mailpit ratios.
 #
-# Both acknowledge a message (250 after the final dot) only once it has
-# committed to SQLite, in WAL mode with synchronous=NORMAL: no fsync per
-# message; a crash of the server loses nothing acknowledged, a power loss
-# may lose the last messages. Mailpit (v1.33.1, internal/smtpd then
+# Both acknowledge a message (250 after the final dot) only once it is
+# durable against a crash of the server, without an fsync per message: a
+# crash of the server loses nothing acknowledged, a power loss may lose the
+# last messages. Mailpit (v1.33.1, internal/smtpd then
 # internal/storage.Store) parses the message, commits it in one transaction
 # and only then answers "250 2.0.0 Ok: queued as ID"; it prunes to its
 # --max (500) once a minute, so during a run it keeps every message.
-# smtplog commits the message record with the compressed bytes (and the
-# previous connection's session record) in one transaction before its 250;
+# smtplog writes the message record with the compressed bytes (and the
+# previous connection's session record) to its acknowledgement log beside
+# the database before its 250 (one write, no fsync: the same guarantee as
+# a commit with synchronous=NORMAL), and inserts them into SQLite with
 # what is derived from them (recipients, codes, full text, search terms,
-# roll-ups) follows in a later transaction for many messages at once, and
-# every read waits for it. It deletes down to --keep (500) each time 31
-# more have arrived; its default --store-sync is NORMAL in capture mode
-# (FULL would fsync each commit, as the relay does).
+# roll-ups) in a later transaction for many messages at once; every read
+# waits for it. It deletes down to --keep (500) each time 31 more have
+# arrived; its default --store-sync is NORMAL in capture mode (FULL would
+# fsync the log, as the relay does).
 #
 # Needs: go, smtp-source (Debian package postfix). Mailpit is built from
 # the Go module proxy into a temporary directory and never kept.
