@@ -99,19 +99,14 @@ func parseLine(raw string, ref time.Time, c *stampCache) (Line, error) {
 
 // splitTag parses "prog[pid]: msg" or "prog: msg" into l.
 func splitTag(l *Line, s string) bool {
-	// The tag ends at the first ": " (or ":" at the end of the line).
-	end := -1
-	for i := 0; i < len(s) && i < 256; i++ {
-		c := s[i]
-		if c == ':' && (i+1 == len(s) || s[i+1] == ' ') {
-			end = i
-			break
-		}
-		if c == ' ' {
-			return false
-		}
+	// The tag ends at the first ": " (or ":" at the end of the line),
+	// within 256 bytes and before any other space: at the colon before
+	// the first space, or without a space at the last byte.
+	end := len(s) - 1
+	if sp := strings.IndexByte(s, ' '); sp >= 0 {
+		end = sp - 1
 	}
-	if end <= 0 {
+	if end <= 0 || end >= 256 || s[end] != ':' {
 		return false
 	}
 	tag := s[:end]

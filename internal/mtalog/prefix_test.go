@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/quick"
 	"time"
 )
 
@@ -101,4 +102,48 @@ func FuzzParseLine(f *testing.F) {
 			t.Fatalf("parts not from the line: %+v", l)
 		}
 	})
+}
+
+// splitTagLoop is splitTag's search for the tag's end as first written,
+// byte by byte.
+func splitTagLoop(s string) int {
+	for i := 0; i < len(s) && i < 256; i++ {
+		c := s[i]
+		if c == ':' && (i+1 == len(s) || s[i+1] == ' ') {
+			return i
+		}
+		if c == ' ' {
+			return -1
+		}
+	}
+	return -1
+}
+
+// TestSplitTagEnd: splitTag accepts what the byte-by-byte search found a
+// tag in, and takes the same tag.
+func TestSplitTagEnd(t *testing.T) {
+	check := func(s string) bool {
+		var l Line
+		ok := splitTag(&l, s)
+		end := splitTagLoop(s)
+		if end <= 0 {
+			return !ok
+		}
+		if !ok {
+			// The tag was found but its pid did not parse.
+			return strings.HasSuffix(s[:end], "]")
+		}
+		return strings.HasPrefix(s[:end], l.Program) && l.Message == s[min(end+2, len(s)):]
+	}
+	for _, s := range []string{"", ":", "a:", "a: b", "a:b c: d", "a b: c", " a: b", "a[1]: b", "a[x]: b", "a:: b", "a:",
+		strings.Repeat("x", 255) + ": m", strings.Repeat("x", 256) + ": m", strings.Repeat("x", 254) + ":", strings.Repeat("x", 255) + ":"} {
+		if !check(s) {
+			t.Errorf("splitTag(%q) differs from the byte-by-byte search", s)
+		}
+	}
+	if err := quick.Check(func(a, b string, n uint8) bool {
+		return check(a+": "+b) && check(a+":"+b) && check(strings.Repeat("p", int(n))+a+":")
+	}, nil); err != nil {
+		t.Error(err)
+	}
 }
