@@ -26,15 +26,15 @@ import (
 // A store on disk acknowledges a record once the record is in its
 // acknowledgement log: two append-only files in the directory PATH-ack
 // beside the database, one written at a time. Handle and Insert append
-// the record there themselves (one write, and with SyncFull one fsync shared
-// by the callers that wrote meanwhile), and return. The writer
+// the record there themselves (one write, and with SyncFull one fsync
+// shared by the callers that wrote meanwhile), and return. The writer
 // inserts the records of the log into SQLite later, many at once with
 // their derived rows, in a transaction that also moves ack_mark (migration
-// 0005, which counts the frames' sequence numbers): when indexIdle has passed without a new record, when indexBatch
-// records wait, before any job (deletions above all) and before any read
-// (caughtUp). Before each such transaction the writer switches appends to
-// the other file; once it has committed, it empties the file it took the
-// records from.
+// 0005, which counts the frames' sequence numbers): when indexIdle has
+// passed without a new record, when ackBatch records wait, before any job
+// (deletions above all) and before any read (caughtUp). Before each such
+// transaction the writer switches appends to the other file; once it has
+// committed, it empties the file it took the records from.
 //
 // A commit that carries one message dirties a dozen pages, each written
 // to the WAL again by the next commit; records that share a transaction
@@ -45,8 +45,8 @@ import (
 // power loss too (the log was synced).
 //
 // At Open, the records of both files above ack_mark are inserted (in
-// sequence order, as new records are) and the files emptied, before anything else
-// runs. A frame cut short or damaged (a crash in the middle of a write,
+// sequence order, as new records are) and the files emptied, before
+// anything else runs. A frame cut short or damaged (a crash in the middle of a write,
 // which was then not acknowledged) ends the reading of its file.
 //
 // Only one process uses the log of a database: the first to open the
@@ -55,7 +55,7 @@ import (
 // leaves the log and the derived rows of the first alone, commits its own
 // records directly with their derived rows, and sees the first's records
 // once they are in SQLite: within indexIdle of a quiet moment, or
-// indexBatch records. Records get their ids inside the transaction that
+// ackBatch records. Records get their ids inside the transaction that
 // inserts them, so that two processes never give the same one.
 //
 // The frame format is written here, not taken from a library: it is a
@@ -70,6 +70,12 @@ import (
 // (body column), its compressed transcript, and a flag byte followed, when
 // 1, by the raw message (queue ID, arrival, size, zstd bytes). Byte
 // strings are uvarint-length-prefixed.
+
+// ackBatch is how many records of the log wait at most before the writer
+// inserts them, when they come without a pause: more would share more
+// pages per transaction, but hold more memory (a variable, so that tests
+// can change it).
+var ackBatch = 128
 
 // Bound of the frame bytes the log holds before Handle waits for the
 // writer (one frame larger than that still goes in alone); the bound of

@@ -106,7 +106,7 @@ func TestDeferKillChild(t *testing.T) {
 	if mode == "pending" {
 		indexIdle = time.Hour
 	} else {
-		indexBatch = 16
+		indexBatch, ackBatch = 16, 16
 	}
 	s, err := Open(context.Background(), path, Options{})
 	if err != nil {

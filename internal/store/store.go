@@ -479,7 +479,7 @@ func (s *Store) writer() {
 		case <-kick:
 			// A record was acknowledged; the idle timer restarts.
 			idle.Stop()
-			if s.ack.count() >= int64(indexBatch) {
+			if s.ack.count() >= int64(ackBatch) {
 				s.logIndexErr(s.applyAcked(s.writeCtx()))
 			}
 			continue
