@@ -20,13 +20,14 @@ type BulkHandler interface {
 // when no message record comes to carry it.
 const DefaultSessionDelay = 100 * time.Millisecond
 
-// SessionBatcher hands capture mode's session records to the store in the
-// transaction of the next message record, instead of in a commit of their
-// own: a client that sends one message per connection otherwise pays two
-// commits per message, the second one competing with the next message's.
-// A session record that no message record follows within Delay is stored
-// alone. Handle returns, for every record, only once it has committed (or
-// failed), so handlers after it in a record.Multi still see only stored
+// SessionBatcher hands capture mode's session records to the store with
+// the next message record (one write to the store's acknowledgement log,
+// or one commit), instead of in a write of their own: a client that sends
+// one message per connection otherwise pays two per message, the second
+// one competing with the next message's. A session record that no message
+// record follows within Delay is stored alone. Handle returns, for every
+// record, only once it is stored (or failed), so handlers after it in a
+// record.Multi still see only stored
 // records; nobody waits for a session record but the goroutine of its
 // closed connection. Other records pass straight through.
 type SessionBatcher struct {
