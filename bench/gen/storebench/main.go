@@ -161,7 +161,7 @@ func run() error {
 		}
 		el := time.Since(t1)
 		p50, p99 := pct(lat)
-		fmt.Printf("insert (Handle, %d concurrent callers, each waits for its commit): %d records in %.1fs = %.0f records/s; Handle latency p50 %s p99 %s\n",
+		fmt.Printf("insert (Handle, %d concurrent callers, each waits until its record is acknowledged): %d records in %.1fs = %.0f records/s; Handle latency p50 %s p99 %s\n",
 			*handlers, *handleN, el.Seconds(), float64(*handleN)/el.Seconds(), p50, p99)
 	}
 	if size, err := s.Size(ctx); err == nil {
