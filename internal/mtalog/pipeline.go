@@ -75,9 +75,8 @@ func Parsers(ds []Dialect) LineParser {
 	}
 	// Each parser value has its own timestamp cache (see stampCache).
 	c := new(stampCache)
-	return func(raw string, ref time.Time) (Line, error) {
-		l, err := parseLine(raw, ref, c)
-		if err == nil {
+	return func(raw string, ref time.Time) (l Line, err error) {
+		if err = parseLineTo(&l, raw, ref, c); err == nil {
 			return l, nil
 		}
 		for _, p := range raws {
@@ -106,19 +105,26 @@ func ParserFor(ds []Dialect, mta string) LineParser {
 // a line without a time of its own (a continuation) and a kept one take
 // *last, the time of the line before, which a line with a time updates.
 func ParseKept(parse LineParser, raw string, ref time.Time, last *time.Time) Line {
+	var l Line
+	parseKept(&l, parse, raw, ref, last)
+	return l
+}
+
+// parseKept is ParseKept into *l.
+func parseKept(l *Line, parse LineParser, raw string, ref time.Time, last *time.Time) {
 	if parse == nil {
 		parse = ParseLine
 	}
-	l, err := parse(raw, ref)
+	var err error
+	*l, err = parse(raw, ref)
 	switch {
 	case err != nil:
-		l = Line{Raw: raw, Time: *last}
+		*l = Line{Raw: raw, Time: *last}
 	case l.Time.IsZero():
 		l.Time = *last
 	default:
 		*last = l.Time
 	}
-	return l
 }
 
 // PipelineOptions configures a Pipeline.

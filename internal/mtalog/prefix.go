@@ -52,7 +52,14 @@ type stampEntry struct {
 
 // parseLine is ParseLine with an optional timestamp cache.
 func parseLine(raw string, ref time.Time, c *stampCache) (Line, error) {
-	l := Line{Raw: raw}
+	var l Line
+	err := parseLineTo(&l, raw, ref, c)
+	return l, err
+}
+
+// parseLineTo is parseLine into *l, which it overwrites.
+func parseLineTo(l *Line, raw string, ref time.Time, c *stampCache) error {
+	*l = Line{Raw: raw}
 	s := raw
 	rfc5424 := false
 	if len(s) > 0 && s[0] == '<' {
@@ -61,7 +68,7 @@ func parseLine(raw string, ref time.Time, c *stampCache) (Line, error) {
 			i++
 		}
 		if i == 1 || i >= len(s) || s[i] != '>' {
-			return l, ErrNoPrefix
+			return ErrNoPrefix
 		}
 		s = s[i+1:]
 		if len(s) > 2 && s[0] == '1' && s[1] == ' ' {
@@ -80,21 +87,21 @@ func parseLine(raw string, ref time.Time, c *stampCache) (Line, error) {
 		l.Time, rest, ok = parseStamp3339(s)
 	}
 	if !ok || len(rest) == 0 || rest[0] != ' ' {
-		return l, ErrNoPrefix
+		return ErrNoPrefix
 	}
 	for len(rest) > 0 && rest[0] == ' ' {
 		rest = rest[1:]
 	}
 	sp := strings.IndexByte(rest, ' ')
 	if sp <= 0 {
-		return l, ErrNoPrefix
+		return ErrNoPrefix
 	}
 	l.Host = rest[:sp]
 	rest = rest[sp+1:]
-	if !splitTag(&l, rest) {
-		return l, ErrNoPrefix
+	if !splitTag(l, rest) {
+		return ErrNoPrefix
 	}
-	return l, nil
+	return nil
 }
 
 // splitTag parses "prog[pid]: msg" or "prog: msg" into l.
@@ -131,12 +138,12 @@ func splitTag(l *Line, s string) bool {
 
 // parse5424 parses what follows "<PRI>1 " (RFC 5424 section 6):
 // TIMESTAMP SP HOSTNAME SP APP-NAME SP PROCID SP MSGID SP STRUCTURED-DATA [SP MSG].
-func parse5424(l Line, s string) (Line, error) {
+func parse5424(l *Line, s string) error {
 	var fields [5]string
 	for i := range fields {
 		sp := strings.IndexByte(s, ' ')
 		if sp <= 0 {
-			return l, ErrNoPrefix
+			return ErrNoPrefix
 		}
 		fields[i] = s[:sp]
 		s = s[sp+1:]
@@ -144,7 +151,7 @@ func parse5424(l Line, s string) (Line, error) {
 	if fields[0] != "-" {
 		t, rest, ok := parseStamp3339(fields[0])
 		if !ok || rest != "" {
-			return l, ErrNoPrefix
+			return ErrNoPrefix
 		}
 		l.Time = t
 	}
@@ -182,23 +189,23 @@ func parse5424(l Line, s string) (Line, error) {
 			}
 		}
 		if i >= len(s) {
-			return l, ErrNoPrefix
+			return ErrNoPrefix
 		}
 		s = s[i+1:]
 	default:
-		return l, ErrNoPrefix
+		return ErrNoPrefix
 	}
 	if s != "" && s[0] != ' ' {
-		return l, ErrNoPrefix
+		return ErrNoPrefix
 	}
 	if s != "" {
 		s = s[1:]
 	}
 	l.Message = strings.TrimPrefix(s, "\ufeff")
 	if l.Program == "" {
-		return l, ErrNoPrefix
+		return ErrNoPrefix
 	}
-	return l, nil
+	return nil
 }
 
 // parseStamp3164 parses "Mmm dd hh:mm:ss" with an optional fraction. A

@@ -204,22 +204,36 @@ func (lr *lineReader) appendBatch(b []Line) ([]Line, bool) {
 		if len(b) > 0 && lr.cut == "" && lr.chunk == "" {
 			break
 		}
-		l, ok := lr.next()
+		raw, truncated, ok := lr.nextRaw()
 		if !ok {
 			return b, len(b) > 0
 		}
-		b = append(b, l)
+		// The line is parsed into its place in b: a Line is large, and
+		// returned from call to call it would be copied several times.
+		b = b[:len(b)+1]
+		lr.make(&b[len(b)-1], raw, truncated)
 	}
 	return b, true
 }
 
 // next returns the next line, or false at the end of input (see err).
 func (lr *lineReader) next() (Line, bool) {
+	var l Line
+	raw, truncated, ok := lr.nextRaw()
+	if ok {
+		lr.make(&l, raw, truncated)
+	}
+	return l, ok
+}
+
+// nextRaw returns the text of the next line and whether it was cut, or
+// false at the end of input (see err).
+func (lr *lineReader) nextRaw() (raw string, truncated, ok bool) {
 	for {
 		if lr.cut != "" {
 			raw := lr.cut
 			lr.cut = ""
-			return lr.make(raw, true), true
+			return raw, true, true
 		}
 		if lr.chunk != "" {
 			var raw string
@@ -229,22 +243,23 @@ func (lr *lineReader) next() (Line, bool) {
 			} else {
 				raw, lr.chunk = lr.chunk[:nl], lr.chunk[nl+1:]
 			}
-			return lr.make(raw, false), true
+			return raw, false, true
 		}
 		if !lr.fill() {
-			return Line{}, false
+			return "", false, false
 		}
 	}
 }
 
-func (lr *lineReader) make(raw string, truncated bool) Line {
+// make parses raw into *l.
+func (lr *lineReader) make(l *Line, raw string, truncated bool) {
 	if n := len(raw); n > 0 && raw[n-1] == '\r' {
 		raw = raw[:n-1]
 	}
 	if len(raw) > lr.opt.MaxLine {
 		raw, truncated = raw[:lr.opt.MaxLine], true
 	}
-	l := ParseKept(lr.opt.Parse, raw, lr.opt.Ref, &lr.lastT)
+	parseKept(l, lr.opt.Parse, raw, lr.opt.Ref, &lr.lastT)
 	l.Origin = lr.opt.Origin
 	l.Truncated = truncated
 	if s := lr.opt.Stats; s != nil {
@@ -253,7 +268,6 @@ func (lr *lineReader) make(raw string, truncated bool) Line {
 			s.Truncated++
 		}
 	}
-	return l
 }
 
 // fill reads the next chunk of whole lines into lr.chunk. Bytes of a line
