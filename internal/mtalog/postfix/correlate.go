@@ -291,7 +291,7 @@ func (c *Correlator) feed(lp *mtalog.Line, e *Event, emit func(*record.Record)) 
 	if lp.Host == "" {
 		lp.Host = c.host
 	}
-	l := *lp
+	l := lp
 	if l.Time.After(c.now) {
 		c.now = l.Time
 		c.expireLingering(emit)
@@ -416,7 +416,7 @@ func appendFlag(flags []string, f string) []string {
 	return append(flags, f)
 }
 
-func (c *Correlator) session(l mtalog.Line, e *Event) *session {
+func (c *Correlator) session(l *mtalog.Line, e *Event) *session {
 	k := sessKey{l.Host, l.PID}
 	s, ok := c.sessions[k]
 	if !ok {
@@ -434,7 +434,7 @@ func (c *Correlator) session(l mtalog.Line, e *Event) *session {
 	return s
 }
 
-func (c *Correlator) connect(l mtalog.Line, e *Event, emit func(*record.Record)) {
+func (c *Correlator) connect(l *mtalog.Line, e *Event, emit func(*record.Record)) {
 	k := sessKey{l.Host, l.PID}
 	if old, ok := c.sessions[k]; ok { // a disconnect we never saw
 		delete(c.sessions, k)
@@ -449,7 +449,7 @@ func (c *Correlator) connect(l mtalog.Line, e *Event, emit func(*record.Record))
 
 // sessionID makes a sortable ID for an smtpd connection from its host, start
 // time, process and a counter.
-func sessionID(l mtalog.Line, seq uint64) string {
+func sessionID(l *mtalog.Line, seq uint64) string {
 	b := make([]byte, 0, 48)
 	b = append(b, "pf-"...)
 	b = appendStamp(b, l.Time.UTC())
@@ -493,7 +493,7 @@ func appendDigits(b []byte, v, n int) []byte {
 	return b
 }
 
-func (c *Correlator) disconnect(l mtalog.Line, e *Event, emit func(*record.Record)) {
+func (c *Correlator) disconnect(l *mtalog.Line, e *Event, emit func(*record.Record)) {
 	s := c.session(l, e)
 	delete(c.sessions, sessKey{l.Host, l.PID})
 	c.idleSess.Remove(&s.idle)
@@ -550,7 +550,7 @@ func (c *Correlator) emitSession(s *session, emit func(*record.Record)) {
 	}
 }
 
-func (c *Correlator) client(l mtalog.Line, e *Event) {
+func (c *Correlator) client(l *mtalog.Line, e *Event) {
 	m, _ := c.lookupOrNew(l, e.QueueID)
 	m.rec.ClientIP = c.strs.get(e.ClientIP)
 	if ip, err := netip.ParseAddr(e.ClientIP); err == nil && ip.IsLoopback() {
@@ -579,7 +579,7 @@ func (c *Correlator) client(l mtalog.Line, e *Event) {
 }
 
 // lookupOrNew returns the open message of a queue ID, creating it.
-func (c *Correlator) lookupOrNew(l mtalog.Line, qid string) (*message, bool) {
+func (c *Correlator) lookupOrNew(l *mtalog.Line, qid string) (*message, bool) {
 	if m, ok := c.msgs[key{l.Host, qid}]; ok {
 		c.touch(m, l.Time)
 		return m, false
@@ -595,12 +595,12 @@ func (c *Correlator) lookupOrNew(l mtalog.Line, qid string) (*message, bool) {
 	return m, true
 }
 
-func (c *Correlator) message(l mtalog.Line, qid string, emit func(*record.Record)) *message {
+func (c *Correlator) message(l *mtalog.Line, qid string, emit func(*record.Record)) *message {
 	m, _ := c.lookupOrNew(l, qid)
 	return m
 }
 
-func (c *Correlator) reject(l mtalog.Line, e *Event, emit func(*record.Record)) {
+func (c *Correlator) reject(l *mtalog.Line, e *Event, emit func(*record.Record)) {
 	var s *session
 	if e.Daemon == "smtpd" {
 		s = c.session(l, e)
@@ -671,7 +671,7 @@ func (c *Correlator) fillReject(r *record.Record, e *Event) {
 	}
 }
 
-func (c *Correlator) check(l mtalog.Line, e *Event, emit func(*record.Record)) {
+func (c *Correlator) check(l *mtalog.Line, e *Event, emit func(*record.Record)) {
 	m := c.message(l, e.QueueID, emit)
 	if e.HasFrom && m.rec.MailFrom == nil {
 		m.rec.MailFrom = record.Ptr(c.strs.get(e.From))
@@ -697,7 +697,7 @@ func (c *Correlator) check(l mtalog.Line, e *Event, emit func(*record.Record)) {
 	}
 }
 
-func (c *Correlator) delivery(l mtalog.Line, e *Event, emit func(*record.Record)) {
+func (c *Correlator) delivery(l *mtalog.Line, e *Event, emit func(*record.Record)) {
 	m := c.message(l, e.QueueID, emit)
 	d := record.Delivery{
 		Timestamp:    l.Time,
@@ -769,7 +769,7 @@ func (m *message) rcptIndex(rcpt string) int {
 
 // link joins the message re-injected as qid (by a content filter that
 // answered "queued as qid") into m's story.
-func (c *Correlator) link(l mtalog.Line, m *message, qid string) bool {
+func (c *Correlator) link(l *mtalog.Line, m *message, qid string) bool {
 	k := key{l.Host, qid}
 	n, ok := c.msgs[k]
 	if !ok {
