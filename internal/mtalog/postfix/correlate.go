@@ -214,7 +214,7 @@ func (in *interner) get(s string) string {
 	if s == "" {
 		return ""
 	}
-	h := (uint(len(s))*0x9e + uint(s[0])*0x3b + uint(s[len(s)/2])*0x0d + uint(s[len(s)-1])) & uint(len(in.front)-1)
+	h := in.slot(s)
 	if f := in.front[h]; f == s {
 		return f
 	}
@@ -229,6 +229,28 @@ func (in *interner) get(s string) string {
 	}
 	v := strings.Clone(s)
 	in.m[v] = v
+	in.front[h] = v
+	return v
+}
+
+// slot is the place of s, not "", in front.
+func (in *interner) slot(s string) uint {
+	return (uint(len(s))*0x9e + uint(s[0])*0x3b + uint(s[len(s)/2])*0x0d + uint(s[len(s)-1])) & uint(len(in.front)-1)
+}
+
+// clone is get for values that repeat less (the replies of deliveries
+// and rejections, which may name a queue ID or an address): it returns
+// the copy front holds when it holds s, else a new copy, which front then
+// holds, but keeps none in the map.
+func (in *interner) clone(s string) string {
+	if s == "" {
+		return ""
+	}
+	h := in.slot(s)
+	if f := in.front[h]; f == s {
+		return f
+	}
+	v := strings.Clone(s)
 	in.front[h] = v
 	return v
 }
@@ -621,7 +643,7 @@ func (c *Correlator) reject(l *mtalog.Line, e *Event, emit func(*record.Record))
 		m := c.message(l, e.QueueID, emit)
 		if e.Stage == "RCPT" && e.Action == "reject" {
 			if len(m.rec.RejectedRcpt) < 1000 {
-				m.rec.RejectedRcpt = append(m.rec.RejectedRcpt, record.Rejection{Address: c.strs.get(e.To), SMTPResponse: strings.Clone(e.Reply)})
+				m.rec.RejectedRcpt = append(m.rec.RejectedRcpt, record.Rejection{Address: c.strs.get(e.To), SMTPResponse: c.strs.clone(e.Reply)})
 			}
 			if m.rec.Helo == "" {
 				m.rec.Helo = c.strs.get(e.Helo)
@@ -653,7 +675,7 @@ func (c *Correlator) reject(l *mtalog.Line, e *Event, emit func(*record.Record))
 // fillReject sets the outcome fields of a rejection.
 func (c *Correlator) fillReject(r *record.Record, e *Event) {
 	r.Status = record.StatusRejected
-	r.SMTPResponse = strings.Clone(e.Reply)
+	r.SMTPResponse = c.strs.clone(e.Reply)
 	r.ReplyCode = e.Code
 	r.EnhancedCode = c.strs.get(e.Enhanced)
 	if e.HasFrom && r.MailFrom == nil {
@@ -706,7 +728,7 @@ func (c *Correlator) delivery(l *mtalog.Line, e *Event, emit func(*record.Record
 		Status:       c.strs.get(e.Status),
 		Relay:        c.strs.get(e.Relay),
 		DSN:          c.strs.get(e.DSN),
-		SMTPResponse: strings.Clone(e.Text),
+		SMTPResponse: c.strs.clone(e.Text),
 		DelayS:       e.Delay,
 		Delays:       c.strs.get(e.Delays),
 	}
