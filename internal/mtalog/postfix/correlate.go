@@ -1,6 +1,7 @@
 package postfix
 
 import (
+	"hash/maphash"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -207,7 +208,14 @@ type interner struct {
 	// few the log has (a status, a relay, a DSN, …), which front then
 	// finds with a comparison instead of the map's hash and probe.
 	front [256]string
+	// recent holds the copies clone made last, at a place of a hash of
+	// the whole value: the replies it copies are long, and the few a log
+	// repeats often differ in a few bytes only.
+	recent [256]string
 }
+
+// recentSeed seeds the hash of interner.recent.
+var recentSeed = maphash.MakeSeed()
 
 // get returns a copy of s that shares no memory with the line s came from.
 func (in *interner) get(s string) string {
@@ -240,18 +248,18 @@ func (in *interner) slot(s string) uint {
 
 // clone is get for values that repeat less (the replies of deliveries
 // and rejections, which may name a queue ID or an address): it returns
-// the copy front holds when it holds s, else a new copy, which front then
-// holds, but keeps none in the map.
+// the copy recent holds when it holds s, else a new copy, which recent
+// then holds, and keeps none in the map.
 func (in *interner) clone(s string) string {
 	if s == "" {
 		return ""
 	}
-	h := in.slot(s)
-	if f := in.front[h]; f == s {
+	h := maphash.String(recentSeed, s) % uint64(len(in.recent))
+	if f := in.recent[h]; f == s {
 		return f
 	}
 	v := strings.Clone(s)
-	in.front[h] = v
+	in.recent[h] = v
 	return v
 }
 
