@@ -279,3 +279,22 @@ func FuzzReadFrames(f *testing.F) {
 		_ = frames
 	})
 }
+
+// A log that cannot be opened (here a file where its directory goes) is a
+// warning, not a failure: the store commits every record directly.
+func TestAckLogUnavailable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nolog.db")
+	if err := os.WriteFile(path+"-ack", []byte("not a directory"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := openTest(t, path, Options{})
+	if s.ack != nil {
+		t.Fatal("a log where none can be")
+	}
+	if err := s.Handle(context.Background(), ackRecord(1)); err != nil {
+		t.Fatal(err)
+	}
+	if items, err := s.ByMessageID(context.Background(), "<ack1@log.test>"); err != nil || len(items) != 1 {
+		t.Errorf("record stored without a log: %d found, %v", len(items), err)
+	}
+}

@@ -256,7 +256,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	if !s.memory {
 		if s.ack, err = openAckLog(path, opts.Sync == SyncFull); err != nil {
-			return fail(err)
+			// Most likely the database belongs to another user, who
+			// writes it: commit directly, as beside another process.
+			opts.Logger.Warn("store: no acknowledgement log; every record commits before it is acknowledged", "err", err)
+			s.ack = nil
 		}
 		// Without it, another process holds the log and writes: its
 		// derived rows and its log are its own.
