@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -123,10 +124,21 @@ type ackLog struct {
 }
 
 type ackFile struct {
-	f       *os.File
+	f       logFile
 	size    int64        // ackLog.mu
 	appends atomic.Int64 // so far
 	synced  int64        // ackLog.smu: the appends synced
+}
+
+// logFile is what the log needs of a file: an interface, so that tests
+// can make writes and syncs fail as a full or failing disk does.
+type logFile interface {
+	io.ReaderAt
+	WriteAt(b []byte, off int64) (int, error)
+	Truncate(size int64) error
+	Sync() error
+	Close() error
+	Name() string
 }
 
 // openAckLog opens the log of the database at path, or returns nil when
@@ -490,10 +502,7 @@ func (s *Store) replayAckLog(ctx context.Context) error {
 	}
 	var frames []ackFrame
 	for _, af := range a.files {
-		if _, err := af.f.Seek(0, io.SeekStart); err != nil {
-			return fmt.Errorf("store: acknowledgement log: %w", err)
-		}
-		fs, dropped, err := readFrames(af.f)
+		fs, dropped, err := readFrames(io.NewSectionReader(af.f, 0, math.MaxInt64))
 		if err != nil {
 			return fmt.Errorf("store: read acknowledgement log %s: %w", af.f.Name(), err)
 		}

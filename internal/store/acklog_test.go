@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -296,5 +298,89 @@ func TestAckLogUnavailable(t *testing.T) {
 	}
 	if items, err := s.ByMessageID(context.Background(), "<ack1@log.test>"); err != nil || len(items) != 1 {
 		t.Errorf("record stored without a log: %d found, %v", len(items), err)
+	}
+}
+
+// faultFile fails as a full or failing disk does: a write stores half of
+// its bytes and returns writeErr, a sync returns syncErr.
+type faultFile struct {
+	*os.File
+	writeErr, syncErr error
+}
+
+func (f *faultFile) WriteAt(b []byte, off int64) (int, error) {
+	if f.writeErr != nil {
+		n, _ := f.File.WriteAt(b[:len(b)/2], off)
+		return n, f.writeErr
+	}
+	return f.File.WriteAt(b, off)
+}
+
+func (f *faultFile) Sync() error {
+	if f.syncErr != nil {
+		return f.syncErr
+	}
+	return f.File.Sync()
+}
+
+// A full disk refuses the record (the caller answers 4xx) and leaves no
+// torn frame behind: once there is room again, records go on, and a crash
+// then loses none of the acknowledged ones. A failing sync turns the log
+// off; records then commit directly.
+func TestAckLogDiskFull(t *testing.T) {
+	holdAcked(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "full.db")
+	s := openTest(t, path, Options{})
+	ctx := context.Background()
+	if err := s.Handle(ctx, ackRecord(1)); err != nil {
+		t.Fatal(err)
+	}
+	faults := make([]*faultFile, 2)
+	for i, af := range s.ack.files {
+		faults[i] = &faultFile{File: af.f.(*os.File)}
+		af.f = faults[i]
+	}
+	for _, f := range faults {
+		f.writeErr = syscall.ENOSPC
+	}
+	// Longer than the next record: what the failed write left must be
+	// cut, not just written over.
+	big := ackRecord(2)
+	big.Subject = strings.Repeat("long subject ", 500)
+	if err := s.Handle(ctx, big); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Handle on a full disk: %v, want ENOSPC", err)
+	}
+	for _, f := range faults {
+		f.writeErr = nil
+	}
+	if err := s.Handle(ctx, ackRecord(3)); err != nil {
+		t.Fatal(err)
+	}
+	frames, dropped, err := readFrames(bytes.NewReader(logBytes(t, path)))
+	if err != nil || len(frames) != 2 || dropped != 0 {
+		t.Fatalf("log after a failed write: %d frames, %d bytes dropped, %v; want 2 whole frames", len(frames), dropped, err)
+	}
+	crashed := filepath.Join(dir, "crashed.db")
+	copyStore(t, path, crashed)
+	c := openTest(t, crashed, Options{})
+	for i, want := range []int{1, 0, 1} {
+		items, err := c.ByMessageID(ctx, fmt.Sprintf("<ack%d@log.test>", i+1))
+		if err != nil || len(items) != want {
+			t.Errorf("record %d after the crash: %d found (%v), want %d", i+1, len(items), err, want)
+		}
+	}
+
+	for _, f := range faults {
+		f.syncErr = syscall.EIO
+	}
+	if err := s.Handle(ctx, ackRecord(4)); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Handle when the sync fails: %v, want EIO", err)
+	}
+	if err := s.Handle(ctx, ackRecord(5)); err != nil {
+		t.Fatalf("Handle after the log was turned off: %v", err)
+	}
+	if items, err := s.ByMessageID(ctx, "<ack5@log.test>"); err != nil || len(items) != 1 {
+		t.Errorf("record committed directly: %d found, %v", len(items), err)
 	}
 }
