@@ -78,6 +78,9 @@ import (
 // can change it).
 var ackBatch = 128
 
+// ackChunk is how many records of the log one transaction inserts at most.
+const ackChunk = 1024
+
 // Bound of the frame bytes the log holds before Handle waits for the
 // writer (one frame larger than that still goes in alone); the bound of
 // its records is Options.QueueSize.
@@ -118,9 +121,8 @@ type ackLog struct {
 
 	// The writer's: rows taken from the other file and not yet inserted
 	// (a failed transaction leaves them for the next), and that file.
-	taken      []*row
-	takenFile  int
-	takenBytes int
+	taken     []*row
+	takenFile int
 }
 
 type ackFile struct {
@@ -237,7 +239,9 @@ func (a *ackLog) append(ctx context.Context, rows []*row, maxRows int, busy time
 	for _, rw := range rows {
 		rw.seq = a.next
 		a.next++
+		n := len(buf)
 		buf = rw.appendFrame(buf)
+		rw.frameLen = len(buf) - n
 	}
 	af := a.files[a.cur]
 	n, err := af.f.WriteAt(buf, af.size)
@@ -316,28 +320,33 @@ func (a *ackLog) take() []*row {
 	if len(a.pending) == 0 {
 		return nil
 	}
-	a.taken, a.takenFile, a.takenBytes = a.pending, a.cur, a.pendingBytes
+	a.taken, a.takenFile = a.pending, a.cur
 	a.pending, a.pendingBytes = nil, 0
 	a.cur ^= 1
 	return a.taken
 }
 
-// inserted is called once the rows take returned have committed: their
-// file is emptied.
-func (a *ackLog) inserted() {
-	n := len(a.taken)
-	a.taken = nil
-	// Appends go to the other file until the next take: no lock needed
-	// to empty this one.
-	af := a.files[a.takenFile]
-	err := af.f.Truncate(0)
+// inserted is called once the first n rows take returned have committed:
+// they make room, and once all have, their file is emptied.
+func (a *ackLog) inserted(n int) {
+	bytes := 0
+	for _, rw := range a.taken[:n] {
+		bytes += rw.frameLen
+	}
+	a.taken = a.taken[n:]
+	var err error
+	if len(a.taken) == 0 {
+		a.taken = nil
+		// Appends go to the other file until the next take: no lock
+		// needed to empty this one.
+		err = a.files[a.takenFile].f.Truncate(0)
+	}
 	a.mu.Lock()
-	if err == nil {
-		af.size = 0
+	if a.taken == nil && err == nil {
+		a.files[a.takenFile].size = 0
 	} // else its frames stay, all at or below ack_mark: never inserted again
 	a.waiting.Add(-int64(n))
-	a.bytes -= a.takenBytes
-	a.takenBytes = 0
+	a.bytes -= bytes
 	close(a.room)
 	a.room = make(chan struct{})
 	a.mu.Unlock()
@@ -601,13 +610,20 @@ func (s *Store) applyAcked(ctx context.Context) error {
 		if len(rows) == 0 {
 			return nil
 		}
-		err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-			return s.insertAcked(ctx, tx, rows, rows[len(rows)-1].seq)
-		})
-		if err != nil {
-			return err
+		// In transactions of ackChunk at most, each of which makes room:
+		// under a load the writer cannot keep up with, a caller then
+		// waits for one of them, not for all the log holds.
+		for len(rows) > 0 {
+			chunk := rows[:min(len(rows), ackChunk, s.opts.MaxBatch)]
+			err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+				return s.insertAcked(ctx, tx, chunk, chunk[len(chunk)-1].seq)
+			})
+			if err != nil {
+				return err
+			}
+			a.inserted(len(chunk))
+			rows = rows[len(chunk):]
 		}
-		a.inserted()
 	}
 	return nil
 }

@@ -25,6 +25,7 @@ import (
 type row struct {
 	id         int64 // records.id, given in the transaction that inserts it
 	seq        int64 // its frame's sequence number in the acknowledgement log; 0: none
+	frameLen   int   // and the length of the frame
 	rec        []any // the records columns, in insertRecord's order
 	ts         int64
 	rcpts      []rcptRow
