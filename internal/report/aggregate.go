@@ -156,7 +156,9 @@ type Aggregator struct {
 	codes                table[codeStat]
 	mx                   table[mxStat]
 	total, a, b, c, d    hist
-	sources              map[string]int64
+	sources              map[string]*int64
+	lastSource           record.Source // the source of the last record, and its
+	lastSourceN          *int64        // count in sources
 	incomplete           int64
 	recipientsWithSent   int64
 	recipDomainsWithSent int64
@@ -194,7 +196,7 @@ func New(o Options) *Aggregator {
 		diags:        newTable[Diagnostic](k),
 		codes:        newTable[codeStat](k),
 		mx:           newTable[mxStat](k),
-		sources:      map[string]int64{},
+		sources:      map[string]*int64{},
 		deferMemo:    newMemo[counted](),
 		noteMemo:     newMemo[*Diagnostic](),
 	}
@@ -374,7 +376,15 @@ func domainOf(addr string) string {
 }
 
 func (a *Aggregator) message(r *record.Record) {
-	a.sources[string(r.Source)]++
+	if r.Source != a.lastSource || a.lastSourceN == nil {
+		n, ok := a.sources[string(r.Source)]
+		if !ok {
+			n = new(int64)
+			a.sources[string(r.Source)] = n
+		}
+		a.lastSource, a.lastSourceN = r.Source, n
+	}
+	*a.lastSourceN++
 	if hasFlag(r, flagIncomplete) {
 		a.incomplete++
 	}
@@ -516,16 +526,30 @@ func (a *Aggregator) delivered(r *record.Record, d *record.Delivery) {
 	}
 	a.total.add(d.DelayS)
 	if d.Delays != "" {
-		parts := strings.SplitN(d.Delays, "/", 5)
+		v, ok := splitDelays(d.Delays)
 		for i, h := range [...]*hist{&a.a, &a.b, &a.c, &a.d} {
-			if i < len(parts) {
-				if v, err := strconv.ParseFloat(parts[i], 64); err == nil {
-					h.add(v)
-				}
+			if ok[i] {
+				h.add(v[i])
 			}
 		}
 	}
 	a.relay(d, func(m *mxStat) { m.sent++ })
+}
+
+// splitDelays parses the first four parts of Postfix's "a/b/c/d" delays,
+// each that is a number.
+func splitDelays(s string) (v [4]float64, ok [4]bool) {
+	for i := range v {
+		part, rest, more := strings.Cut(s, "/")
+		var err error
+		v[i], err = strconv.ParseFloat(part, 64)
+		ok[i] = err == nil
+		if !more {
+			break
+		}
+		s = rest
+	}
+	return v, ok
 }
 
 func (a *Aggregator) deferred(r *record.Record, d *record.Delivery) {
@@ -937,7 +961,7 @@ func (a *Aggregator) Report() *Report {
 	})
 	rep.Sources = map[string]int64{}
 	for k, v := range a.sources {
-		rep.Sources[k] = v
+		rep.Sources[k] = *v
 	}
 	for _, t := range [...]struct {
 		name string

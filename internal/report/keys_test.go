@@ -1,6 +1,8 @@
 package report
 
 import (
+	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/quick"
@@ -77,5 +79,36 @@ func TestNormAddr(t *testing.T) {
 		if got := normAddr(in); got != want {
 			t.Errorf("normAddr(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestSplitDelays: splitDelays takes the parts strings.SplitN did.
+func TestSplitDelays(t *testing.T) {
+	check := func(s string) bool {
+		v, ok := splitDelays(s)
+		parts := strings.SplitN(s, "/", 5)
+		for i := range 4 {
+			want, err := 0.0, error(nil)
+			if i < len(parts) {
+				want, err = strconv.ParseFloat(parts[i], 64)
+			}
+			if ok[i] != (i < len(parts) && err == nil) || ok[i] && math.Float64bits(v[i]) != math.Float64bits(want) {
+				return false
+			}
+		}
+		return true
+	}
+	for _, s := range []string{"", "/", "0.04/0.05/0/0.06", "1/2/3/4/5/6", "1/x/3", "1/2", "//3/", "1e3/NaN/+Inf/-0"} {
+		if !check(s) {
+			t.Errorf("splitDelays(%q) differs from SplitN", s)
+		}
+	}
+	if err := quick.Check(func(a, b, c, d, e float32, sep uint8) bool {
+		s := strconv.FormatFloat(float64(a), 'f', -1, 32) + "/" + strconv.FormatFloat(float64(b), 'g', -1, 32) + "/" +
+			strconv.FormatFloat(float64(c), 'f', 2, 32) + string(rune('.'+sep%3)) + strconv.FormatFloat(float64(d), 'f', -1, 32) + "/" +
+			strconv.FormatFloat(float64(e), 'f', -1, 32)
+		return check(s)
+	}, nil); err != nil {
+		t.Error(err)
 	}
 }
