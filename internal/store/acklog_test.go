@@ -119,6 +119,15 @@ func TestAckLogReplay(t *testing.T) {
 			}
 		}
 	}
+	// Captured messages: their exact bytes are in the log with their
+	// records.
+	c := openCapture(t, s, CaptureOptions{})
+	bodies := map[string][]byte{}
+	for i := range 3 {
+		qid := fmt.Sprintf("QACK%d", i)
+		bodies[qid] = []byte(fmt.Sprintf("Subject: %s\r\n\r\nbody %s\r\n", qid, strings.Repeat("x", i*1000)))
+		captured(t, s, c, qid, t0.Add(time.Hour), bodies[qid])
+	}
 	crashed := filepath.Join(dir, "crashed.db")
 	copyStore(t, path, crashed)
 	// An unfinished frame at the end of the file written last.
@@ -133,6 +142,13 @@ func TestAckLogReplay(t *testing.T) {
 	checkDerivedOnce(t, crashed, acked, "after replay")
 	if n := len(logBytes(t, crashed)); n != 0 {
 		t.Errorf("the log holds %d bytes after Open inserted its records", n)
+	}
+	r := openTest(t, crashed, Options{})
+	rc := openCapture(t, r, CaptureOptions{})
+	for qid, body := range bodies {
+		if _, got, err := rc.Get(context.Background(), qid); err != nil || !bytes.Equal(got, body) {
+			t.Errorf("captured %s after replay: %d bytes, %v; want its %d bytes", qid, len(got), err, len(body))
+		}
 	}
 }
 
