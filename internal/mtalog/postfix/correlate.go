@@ -104,6 +104,7 @@ type Correlator struct {
 	now       time.Time            // latest line time
 	seq       uint64               // session counter, for unique session IDs
 	observe   Observer             // optional
+	ids       idStamps             // for session IDs
 	strs      interner             // the values that repeat: hosts, addresses, relays, statuses, …
 	// The open messages (under any of their keys), sessions and outbound
 	// TLS entries, least recently seen first, so that Flush looks at the
@@ -474,15 +475,33 @@ func (c *Correlator) connect(l *mtalog.Line, e *Event, emit func(*record.Record)
 	s := c.session(l, e)
 	s.rec.Flags = s.rec.Flags[:0]
 	c.seq++
-	s.rec.SessionID = sessionID(l, c.seq)
+	s.rec.SessionID = c.ids.sessionID(l, c.seq)
+}
+
+// idStamps remembers the stamp of the second the last session ID was made
+// in: connections come many a second, and the date and clock of a time
+// are dear to compute.
+type idStamps struct {
+	sec   int64
+	stamp []byte // "20060102T150405", or nil
 }
 
 // sessionID makes a sortable ID for an smtpd connection from its host, start
 // time, process and a counter.
-func sessionID(l *mtalog.Line, seq uint64) string {
+func (st *idStamps) sessionID(l *mtalog.Line, seq uint64) string {
 	b := make([]byte, 0, 48)
 	b = append(b, "pf-"...)
-	b = appendStamp(b, l.Time.UTC())
+	t := l.Time.UTC()
+	if sec := t.Unix(); st.stamp != nil && sec == st.sec {
+		b = append(b, st.stamp...)
+		b = append(b, '.')
+		b = appendDigits(b, t.Nanosecond()/1000, 6)
+	} else {
+		b = appendStamp(b, t)
+		if y := t.Year(); y >= 0 && y <= 9999 {
+			st.sec, st.stamp = sec, append(st.stamp[:0], b[3:3+15]...)
+		}
+	}
 	b = append(b, '-')
 	b = append(b, l.Host...)
 	b = append(b, '-')

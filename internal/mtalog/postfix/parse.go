@@ -157,7 +157,7 @@ func parseInto(e *Event, program, msg string) {
 	*e = Event{Daemon: Daemon(program)}
 	// Diagnostics first: "warning: …" etc. A few warnings carry events.
 	for _, lv := range [...]string{"warning: ", "error: ", "fatal: ", "panic: "} {
-		if strings.HasPrefix(msg, lv) {
+		if msg != "" && msg[0] == lv[0] && strings.HasPrefix(msg, lv) {
 			e.Level = lv[:len(lv)-2]
 			body := msg[len(lv):]
 			if e.Level == "warning" && parseSASLFailed(e, body) {
