@@ -78,9 +78,6 @@ import (
 // can change it).
 var ackBatch = 128
 
-// ackChunk is how many records of the log one transaction inserts at most.
-const ackChunk = 1024
-
 // Bound of the frame bytes the log holds before Handle waits for the
 // writer (one frame larger than that still goes in alone); the bound of
 // its records is Options.QueueSize.
@@ -610,11 +607,14 @@ func (s *Store) applyAcked(ctx context.Context) error {
 		if len(rows) == 0 {
 			return nil
 		}
-		// In transactions of ackChunk at most, each of which makes room:
-		// under a load the writer cannot keep up with, a caller then
-		// waits for one of them, not for all the log holds.
+		// In transactions of Options.MaxBatch at most, each of which
+		// makes room: under a load the writer cannot keep up with, a
+		// caller then waits for one of them, not for all the log holds.
+		// (Smaller ones would make room sooner, but every transaction
+		// writes the pages it touched again: a bulk load of 1,024 per
+		// transaction ran 20% slower than one of 5,000.)
 		for len(rows) > 0 {
-			chunk := rows[:min(len(rows), ackChunk, s.opts.MaxBatch)]
+			chunk := rows[:min(len(rows), s.opts.MaxBatch)]
 			err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 				return s.insertAcked(ctx, tx, chunk, chunk[len(chunk)-1].seq)
 			})
