@@ -135,11 +135,11 @@ func runReport(ctx context.Context, e *env, c reportConfig) (err error) {
 		return exitError{code: 2, msg: err.Error()}
 	}
 	var rs readCounter
-	parse := mtalog.Parsers(c.dialects)
+	parser := mtalog.NewParser(c.dialects)
 	files := make([]mtalog.FileSource, len(c.files))
 	var total int64
 	for i, path := range c.files {
-		files[i] = mtalog.FileSource{Path: path, Stdin: e.stdin, Parse: parse, MaxLine: c.maxLine, Stats: &rs.stats}
+		files[i] = mtalog.FileSource{Path: path, Stdin: e.stdin, Parse: parser.Parse, ParseTo: parser.ParseTo, MaxLine: c.maxLine, Stats: &rs.stats}
 		if path != "-" {
 			if st, err := os.Stat(path); err == nil {
 				total += st.Size()

@@ -66,26 +66,48 @@ const DefaultMaxOpen = 200000
 // Parsers returns a LineParser that tries ParseLine and then each dialect's
 // ParseRaw. It remembers the last traditional timestamp it parsed; it is
 // safe for concurrent use.
-func Parsers(ds []Dialect) LineParser {
-	var raws []LineParser
+func Parsers(ds []Dialect) LineParser { return NewParser(ds).Parse }
+
+// Parser is Parsers' parser as a value, which can also parse into a Line
+// its caller keeps (ParseTo): a Line is large, and a LineParser returns
+// a copy of it.
+type Parser struct {
+	raws []LineParser
+	c    *stampCache // its own (see stampCache)
+}
+
+// NewParser returns a Parser that tries ParseLine and then each
+// dialect's ParseRaw; it is safe for concurrent use.
+func NewParser(ds []Dialect) *Parser {
+	p := &Parser{c: new(stampCache)}
 	for _, d := range ds {
 		if d.ParseRaw != nil {
-			raws = append(raws, d.ParseRaw)
+			p.raws = append(p.raws, d.ParseRaw)
 		}
 	}
-	// Each parser value has its own timestamp cache (see stampCache).
-	c := new(stampCache)
-	return func(raw string, ref time.Time) (l Line, err error) {
-		if err = parseLineTo(&l, raw, ref, c); err == nil {
-			return l, nil
-		}
-		for _, p := range raws {
-			if l2, err2 := p(raw, ref); err2 == nil {
-				return l2, nil
-			}
-		}
-		return l, err
+	return p
+}
+
+// Parse is a LineParser.
+func (p *Parser) Parse(raw string, ref time.Time) (Line, error) {
+	var l Line
+	err := p.ParseTo(&l, raw, ref)
+	return l, err
+}
+
+// ParseTo is Parse into *l, which it overwrites.
+func (p *Parser) ParseTo(l *Line, raw string, ref time.Time) error {
+	err := parseLineTo(l, raw, ref, p.c)
+	if err == nil {
+		return nil
 	}
+	for _, parse := range p.raws {
+		if l2, err2 := parse(raw, ref); err2 == nil {
+			*l = l2
+			return nil
+		}
+	}
+	return err
 }
 
 // ParserFor returns the LineParser for --mta: the prefix shapes and the
@@ -105,18 +127,26 @@ func ParserFor(ds []Dialect, mta string) LineParser {
 // a line without a time of its own (a continuation) and a kept one take
 // *last, the time of the line before, which a line with a time updates.
 func ParseKept(parse LineParser, raw string, ref time.Time, last *time.Time) Line {
-	var l Line
-	parseKept(&l, parse, raw, ref, last)
-	return l
-}
-
-// parseKept is ParseKept into *l.
-func parseKept(l *Line, parse LineParser, raw string, ref time.Time, last *time.Time) {
 	if parse == nil {
 		parse = ParseLine
 	}
-	var err error
-	*l, err = parse(raw, ref)
+	var l Line
+	parseKept(&l, parseInto(parse), raw, ref, last)
+	return l
+}
+
+// parseInto makes parse a parser into a Line the caller keeps.
+func parseInto(parse LineParser) func(*Line, string, time.Time) error {
+	return func(l *Line, raw string, ref time.Time) error {
+		var err error
+		*l, err = parse(raw, ref)
+		return err
+	}
+}
+
+// parseKept is ParseKept into *l, with a parser into *l.
+func parseKept(l *Line, parseTo func(*Line, string, time.Time) error, raw string, ref time.Time, last *time.Time) {
+	err := parseTo(l, raw, ref)
 	switch {
 	case err != nil:
 		*l = Line{Raw: raw, Time: *last}

@@ -27,13 +27,6 @@ func ParseLine(raw string, ref time.Time) (Line, error) {
 	return parseLine(raw, ref, nil)
 }
 
-// cachedParseLine returns a LineParser that parses like ParseLine and
-// remembers the last traditional timestamp it parsed in a cache of its own.
-func cachedParseLine() LineParser {
-	c := new(stampCache)
-	return func(raw string, ref time.Time) (Line, error) { return parseLine(raw, ref, c) }
-}
-
 // stampCache remembers the last 15-byte traditional timestamp
 // ("Nov 29 10:12:34") a parser turned into a time, with the reference time
 // it was parsed against: consecutive lines usually share the second, and

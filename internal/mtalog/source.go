@@ -40,10 +40,13 @@ const DefaultMaxLine = 64 << 10
 
 // ReaderOptions configures a ReaderSource.
 type ReaderOptions struct {
-	Origin  string     // copied into every Line
-	Parse   LineParser // nil means ParseLine
-	Ref     time.Time  // reference time for year inference; zero means now
-	MaxLine int        // 0 means DefaultMaxLine
+	Origin string     // copied into every Line
+	Parse  LineParser // nil means ParseLine
+	// ParseTo, when set, is used instead of Parse: Parse into a Line the
+	// reader keeps (Parser.ParseTo), which spares a copy of each Line.
+	ParseTo func(l *Line, raw string, ref time.Time) error
+	Ref     time.Time // reference time for year inference; zero means now
+	MaxLine int       // 0 means DefaultMaxLine
 	// Stats, when set, is added to as lines are read.
 	Stats *ReadStats
 
@@ -97,9 +100,10 @@ func MaybeGunzip(r io.Reader) (io.Reader, error) {
 type lineReader struct {
 	r       io.Reader
 	opt     ReaderOptions
-	size    int    // capacity of each chunk buffer
-	buf     []byte // nil, or a buffer that no string shares
-	chunk   string // not yet consumed lines of the current chunk
+	parseTo func(*Line, string, time.Time) error // opt's parser
+	size    int                                  // capacity of each chunk buffer
+	buf     []byte                               // nil, or a buffer that no string shares
+	chunk   string                               // not yet consumed lines of the current chunk
 	err     error
 	skip    bool // discarding the rest of an over-long line
 	lastT   time.Time
@@ -175,8 +179,15 @@ func (lr *lineReader) publish(buf []byte, n int) {
 }
 
 func newLineReader(r io.Reader, opt ReaderOptions) *lineReader {
-	if opt.Parse == nil {
-		opt.Parse = cachedParseLine() // this reader's own timestamp cache
+	var parseTo func(*Line, string, time.Time) error
+	switch {
+	case opt.ParseTo != nil:
+		parseTo = opt.ParseTo
+	case opt.Parse == nil:
+		c := new(stampCache) // this reader's own timestamp cache
+		parseTo = func(l *Line, raw string, ref time.Time) error { return parseLineTo(l, raw, ref, c) }
+	default:
+		parseTo = parseInto(opt.Parse)
 	}
 	if opt.MaxLine <= 0 {
 		opt.MaxLine = DefaultMaxLine
@@ -191,7 +202,7 @@ func newLineReader(r io.Reader, opt ReaderOptions) *lineReader {
 	if opt.MaxLine+1 > size {
 		size = opt.MaxLine + 1
 	}
-	return &lineReader{r: r, opt: opt, size: size}
+	return &lineReader{r: r, opt: opt, parseTo: parseTo, size: size}
 }
 
 // appendBatch appends to b, up to its capacity, the lines read so far, or
@@ -259,7 +270,7 @@ func (lr *lineReader) make(l *Line, raw string, truncated bool) {
 	if len(raw) > lr.opt.MaxLine {
 		raw, truncated = raw[:lr.opt.MaxLine], true
 	}
-	parseKept(l, lr.opt.Parse, raw, lr.opt.Ref, &lr.lastT)
+	parseKept(l, lr.parseTo, raw, lr.opt.Ref, &lr.lastT)
 	l.Origin = lr.opt.Origin
 	l.Truncated = truncated
 	if s := lr.opt.Stats; s != nil {
@@ -428,6 +439,7 @@ type FileSource struct {
 	Path    string
 	Stdin   io.Reader // read when Path is "-"
 	Parse   LineParser
+	ParseTo func(l *Line, raw string, ref time.Time) error // see ReaderOptions
 	MaxLine int
 	Stats   *ReadStats
 }
@@ -453,7 +465,7 @@ func (f FileSource) open() (io.ReadCloser, time.Time, error) {
 }
 
 func (f FileSource) opts(ref time.Time) ReaderOptions {
-	return ReaderOptions{Origin: f.Path, Parse: f.Parse, Ref: ref, MaxLine: f.MaxLine, Stats: f.Stats}
+	return ReaderOptions{Origin: f.Path, Parse: f.Parse, ParseTo: f.ParseTo, Ref: ref, MaxLine: f.MaxLine, Stats: f.Stats}
 }
 
 // Lines reads the file.
