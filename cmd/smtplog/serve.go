@@ -123,7 +123,7 @@ incomplete.`,
 			// Records go to the store (then to live viewers), and to a log
 			// file when one is asked for.
 			ctx := cmd.Context()
-			st, err := stf.open(ctx, log, up.addr == "")
+			st, err := stf.open(ctx, log, up.addr == "", cf.keep)
 			if err != nil {
 				return exitError{code: 1, msg: err.Error()}
 			}
