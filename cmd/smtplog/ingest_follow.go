@@ -42,7 +42,7 @@ the snapshot, replays the few lines read since it and holds back the
 records and unparsed lines already written: every record and every
 unparsed line is written exactly once, and messages open at the stop
 come out whole. With --db instead of --out, each batch's records are
-saved as a pending batch in --checkpoint-dir, committed to the store,
+saved as a pending batch in --checkpoint-dir, stored durably in the store,
 and then the state that covers them is saved; a restart that finds a
 pending batch stores those of its records that the store lacks (by time
 and content) and resumes after it: no stored record is lost or repeated.
