@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -15,17 +16,19 @@ import (
 	"github.com/smtplog/smtplog/internal/mtalog/opensmtpd"
 	"github.com/smtplog/smtplog/internal/mtalog/postfix"
 	"github.com/smtplog/smtplog/internal/mtalog/sendmail"
+	"github.com/smtplog/smtplog/internal/record"
 	"github.com/smtplog/smtplog/internal/report"
 	"github.com/smtplog/smtplog/internal/report/postfixnotes"
 )
 
 // reuseReport is `smtplog report --format json --top 0` of data with every
-// MTA and --mta auto, as the command runs it (records recycled). With
+// MTA and --mta auto, as the command runs it (records recycled), and every
+// record as JSON as the Aggregator got it. With
 // reuse, the pipeline reads into released chunk buffers, in chunks of 1 KiB
 // and batches of 7 lines, and overwrites each chunk as it is released: a
 // string of a line that a correlator or the Aggregator kept without
 // copying turns to garbage before the report is made.
-func reuseReport(t *testing.T, data []byte, reuse bool) (s string, reused int64) {
+func reuseReport(t *testing.T, data []byte, reuse bool) (s, recs string, reused int64) {
 	defer func() {
 		if r := recover(); r != nil {
 			t.Fatalf("panic: %v", r)
@@ -33,10 +36,17 @@ func reuseReport(t *testing.T, data []byte, reuse bool) (s string, reused int64)
 	}()
 	t.Helper()
 	agg := report.New(report.Options{Top: -1})
+	var js bytes.Buffer
+	w := record.NewWriter(&js, record.FormatJSON)
 	ds := []mtalog.Dialect{postfix.Dialect(), exim.Dialect(), sendmail.Dialect(), opensmtpd.Dialect()}
 	p, err := mtalog.NewPipeline(mtalog.PipelineOptions{
-		Dialects:     postfixnotes.Dialects(ds, agg),
-		Handler:      agg,
+		Dialects: postfixnotes.Dialects(ds, agg),
+		Handler: record.HandlerFunc(func(ctx context.Context, r *record.Record) error {
+			if err := w.Write(r); err != nil {
+				return err
+			}
+			return agg.Handle(ctx, r)
+		}),
 		Recycle:      true,
 		ReuseBuffers: reuse,
 	})
@@ -55,21 +65,23 @@ func reuseReport(t *testing.T, data []byte, reuse bool) (s string, reused int64)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(out), mtalog.ReusedChunks(p)
+	return string(out), js.String(), mtalog.ReusedChunks(p)
 }
 
 // TestReuseBuffersSameReport: reading into reused buffers changes nothing
-// in the report, over every MTA log under testdata and a replay of the
+// in the report, nor in any record (even in fields the report does not
+// read), over every MTA log under testdata and a replay of the
 // real Postfix log long enough for messages to stay open across many
 // released chunks. Postfix's correlator copies what it keeps itself
 // (Dialect.CopiesLines); the others get detached lines.
 func TestReuseBuffersSameReport(t *testing.T) {
 	inputs := mtalogtest.Logs(t, "../../testdata")
 	inputs["replay"] = mtalogtest.Replayed(t, "../../testdata", 20, true)
+	inputs["lost-far"] = lostFar()
 	for name, data := range inputs {
 		t.Run(name, func(t *testing.T) {
-			want, _ := reuseReport(t, data, false)
-			got, reused := reuseReport(t, data, true)
+			want, wantRecs, _ := reuseReport(t, data, false)
+			got, gotRecs, reused := reuseReport(t, data, true)
 			if len(data) > 4<<10 && reused == 0 || name == "replay" && reused < 100 {
 				t.Fatalf("only %d chunk buffers reused", reused)
 			}
@@ -82,11 +94,35 @@ func TestReuseBuffersSameReport(t *testing.T) {
 				}
 				t.Fatalf("report differs when chunk buffers are reused: %d lines, want %d", len(g), len(w))
 			}
+			if gotRecs != wantRecs {
+				g, w := strings.Split(gotRecs, "\n"), strings.Split(wantRecs, "\n")
+				for i := range min(len(g), len(w)) {
+					if g[i] != w[i] {
+						t.Fatalf("record %d differs when chunk buffers are reused:\n got %s\nwant %s", i+1, g[i], w[i])
+					}
+				}
+				t.Fatalf("%d records when chunk buffers are reused, want %d", len(g), len(w))
+			}
 			if !strings.Contains(want, `"received"`) {
 				t.Fatalf("no totals in the report:\n%.500s", want)
 			}
 		})
 	}
+}
+
+// lostFar is a Postfix log whose session loses its client and then
+// disconnects several chunks later: what the session keeps of the lost
+// line must outlive the line's chunk.
+func lostFar() []byte {
+	var b strings.Builder
+	b.WriteString("Nov 29 10:00:00 mx postfix/smtpd[100]: connect from unknown[192.0.2.1]\n")
+	b.WriteString("Nov 29 10:00:01 mx postfix/smtpd[100]: lost connection after CONNECT from unknown[192.0.2.1]\n")
+	for i := range 40 {
+		fmt.Fprintf(&b, "Nov 29 10:00:02 mx postfix/smtpd[%d]: connect from other%d.example[198.51.100.%d]\n", 200+i, i, i)
+		fmt.Fprintf(&b, "Nov 29 10:00:03 mx postfix/smtpd[%d]: disconnect from other%d.example[198.51.100.%d] ehlo=1 quit=1 commands=2\n", 200+i, i, i)
+	}
+	b.WriteString("Nov 29 10:00:04 mx postfix/smtpd[100]: disconnect from unknown[192.0.2.1] commands=0/0\n")
+	return []byte(b.String())
 }
 
 // TestDetach: a detached line's strings are copies, at the same places of

@@ -340,7 +340,7 @@ func (c *Correlator) feed(lp *mtalog.Line, e *Event, emit func(*record.Record)) 
 		c.disconnect(l, e, emit)
 	case KindLost:
 		s := c.session(l, e)
-		s.rec.Reason = e.Text
+		s.rec.Reason = strings.Clone(e.Text) // the line's buffer may be reused
 		switch {
 		case strings.HasPrefix(e.Text, "timeout"):
 			s.rec.CloseReason = record.CloseTimeout
