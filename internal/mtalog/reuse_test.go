@@ -85,29 +85,29 @@ func TestReuseBuffersSameReport(t *testing.T) {
 			if len(data) > 4<<10 && reused == 0 || name == "replay" && reused < 100 {
 				t.Fatalf("only %d chunk buffers reused", reused)
 			}
-			if got != want {
-				g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
-				for i := range min(len(g), len(w)) {
-					if g[i] != w[i] {
-						t.Fatalf("report differs when chunk buffers are reused, at line %d:\n got %s\nwant %s", i+1, g[i], w[i])
-					}
-				}
-				t.Fatalf("report differs when chunk buffers are reused: %d lines, want %d", len(g), len(w))
-			}
-			if gotRecs != wantRecs {
-				g, w := strings.Split(gotRecs, "\n"), strings.Split(wantRecs, "\n")
-				for i := range min(len(g), len(w)) {
-					if g[i] != w[i] {
-						t.Fatalf("record %d differs when chunk buffers are reused:\n got %s\nwant %s", i+1, g[i], w[i])
-					}
-				}
-				t.Fatalf("%d records when chunk buffers are reused, want %d", len(g), len(w))
-			}
+			sameLines(t, "report line", got, want)
+			sameLines(t, "record", gotRecs, wantRecs)
 			if !strings.Contains(want, `"received"`) {
 				t.Fatalf("no totals in the report:\n%.500s", want)
 			}
 		})
 	}
+}
+
+// sameLines fails t at the first line (of the report, or record) of got
+// that differs from want when chunk buffers are reused.
+func sameLines(t *testing.T, what, got, want string) {
+	t.Helper()
+	if got == want {
+		return
+	}
+	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
+	for i := range min(len(g), len(w)) {
+		if g[i] != w[i] {
+			t.Fatalf("%s %d differs when chunk buffers are reused:\n got %s\nwant %s", what, i+1, g[i], w[i])
+		}
+	}
+	t.Fatalf("%d %s(s) when chunk buffers are reused, want %d", len(g), what, len(w))
 }
 
 // lostFar is a Postfix log whose session loses its client and then
