@@ -47,8 +47,9 @@ import (
 //
 // At Open, the records of both files above ack_mark are inserted (in
 // sequence order, as new records are) and the files emptied, before
-// anything else runs. A frame cut short or damaged (a crash in the middle of a write,
-// which was then not acknowledged) ends the reading of its file.
+// anything else runs. A frame cut short or damaged (a crash in the middle
+// of a write, which was then not acknowledged) ends the reading of its
+// file.
 //
 // Only one process uses the log of a database: the first to open the
 // store takes an exclusive lock (PATH-ack/lock). Another process that
@@ -67,10 +68,9 @@ import (
 // Frame: uint32 payload length, uint32 CRC-32C of the payload, both
 // little-endian, then the payload: uint64 sequence number (ack_mark
 // counts in them; the record's id is given when it is inserted), the
-// record's JSON
-// (body column), its compressed transcript, and a flag byte followed, when
-// 1, by the raw message (queue ID, arrival, size, zstd bytes). Byte
-// strings are uvarint-length-prefixed.
+// record's JSON (body column), its compressed transcript, and a flag byte
+// followed, when 1, by the raw message (queue ID, arrival, size, zstd
+// bytes). Byte strings are uvarint-length-prefixed.
 
 // ackBatch is how many records of the log wait at most before the writer
 // inserts them, when they come without a pause: more would share more
