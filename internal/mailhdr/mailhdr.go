@@ -200,37 +200,36 @@ func kindOf(name []byte) fieldKind {
 	return kinds[string(buf[:len(name)])]
 }
 
-// add records one complete field (value unfolded).
+// add records one complete field (value unfolded). A single-valued field
+// keeps its first occurrence.
 func (f *Fields) add(k fieldKind, v string) {
 	switch k {
 	case kindMessageID:
-		if f.MessageID == "" {
-			f.MessageID = Decode(v)
-		}
+		first(&f.MessageID, v, Decode)
 	case kindSubject:
-		if f.Subject == "" {
-			f.Subject = Decode(v)
-		}
+		first(&f.Subject, v, Decode)
 	case kindFrom:
-		if f.From == "" {
-			f.From = decodeAddress(v)
-		}
+		first(&f.From, v, decodeAddress)
 	case kindTo:
 		f.To = append(f.To, decodeAddressList(v)...)
 	case kindCc:
 		f.Cc = append(f.Cc, decodeAddressList(v)...)
 	case kindDate:
-		if f.Date == "" {
-			f.Date = Decode(v)
-		}
+		first(&f.Date, v, Decode)
 	case kindUserAgent:
-		if f.UserAgent == "" {
-			f.UserAgent = Decode(v)
-		}
+		first(&f.UserAgent, v, Decode)
 	case kindReceived:
 		if len(f.Received) < 100 {
 			f.Received = append(f.Received, Decode(v))
 		}
+	}
+}
+
+// first sets *dst to decode(v) unless it is set already; v is decoded
+// only then.
+func first(dst *string, v string, decode func(string) string) {
+	if *dst == "" {
+		*dst = decode(v)
 	}
 }
 

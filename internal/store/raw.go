@@ -214,7 +214,12 @@ func (c *Capture) prepare(ctx context.Context) error {
 // exec runs q in tx, prepared when it is one of rawPrepared. (Should the
 // writer's connection ever be replaced, database/sql prepares again on the
 // new one; deleteRaw creates the temporary tables first, so that works.)
+// exec runs q in tx, with c's prepared statement when it has one; c may
+// be nil (bytes read back from the acknowledgement log at Open).
 func (c *Capture) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	if c == nil {
+		return tx.ExecContext(ctx, q, args...)
+	}
 	if st := c.prep[q]; st != nil {
 		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 	}
@@ -335,16 +340,10 @@ func (s *Store) insertRaw(ctx context.Context, tx *sql.Tx, rows []*row) error {
 		if p == nil {
 			continue
 		}
-		if p.c == nil {
-			if _, err := tx.ExecContext(ctx, rawPutSQL, p.queueID, p.ts, p.size, codecZstd, p.data); err != nil {
-				return fmt.Errorf("store: put raw message: %w", err)
-			}
-			continue
-		}
 		if err := p.c.putRaw(ctx, tx, p); err != nil {
 			return err
 		}
-		if !slices.Contains(caps, p.c) {
+		if p.c != nil && !slices.Contains(caps, p.c) {
 			caps = append(caps, p.c)
 		}
 	}
