@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -43,6 +44,7 @@ func run() error {
 	maxBatch := flag.Int("batch", 0, "records per transaction at most (0: the store's default)")
 	drop := flag.String("drop-indexes", "", "comma-separated indexes to drop before filling (to measure what each costs)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the fill to this file")
+	floorN := flag.Int("floor", 200_000, "records for the engine's ceiling, measured first on a bare table beside -db (0: skip)")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -74,12 +76,24 @@ func run() error {
 	span := time.Duration(days) * 24 * time.Hour
 	fmt.Printf("records: %d over %d days (%d per day), %d producers\n", *n, days, *perDay, *producers)
 
+	if *floorN > 0 {
+		fp := *path + "-floor"
+		err := reportFloor(ctx, fp, *floorN, max(*maxBatch, 5000), *syncLevel, start, span)
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			os.Remove(fp + suffix)
+		}
+		if err != nil {
+			return err
+		}
+	}
+
 	// Fill. Each producer draws its own share over the whole span.
 	var mu sync.Mutex
 	var msgids []string
 	var domains []string
 	t0 := time.Now()
 	cpu0 := cpuTime()
+	w0 := written()
 	var wg sync.WaitGroup
 	errs := make(chan error, *producers)
 	for p := 0; p < *producers; p++ {
@@ -122,6 +136,9 @@ func run() error {
 	cpu := cpuTime() - cpu0
 	fmt.Printf("insert (%d producers calling Insert with %d records each time): %d records in %.1fs = %.0f records/s\n", *producers, *chunk, *n, el.Seconds(), float64(*n)/el.Seconds())
 	fmt.Printf("insert CPU (generator included): %.1fs = %.1f µs per record\n", cpu.Seconds(), float64(cpu.Microseconds())/float64(*n))
+	if w := written() - w0; w0 >= 0 && w > 0 {
+		fmt.Printf("insert writes (acknowledgement log, WAL, checkpoints): %.0f MiB = %.0f bytes per record\n", float64(w)/(1<<20), float64(w)/float64(*n))
+	}
 
 	// The relay's path: many sessions each waiting for its record's commit.
 	if *handleN > 0 {
@@ -301,6 +318,27 @@ func pct(d []time.Duration) (p50, p99 time.Duration) {
 		return c[min(max(i, 0), len(c)-1)].Round(10 * time.Microsecond)
 	}
 	return at(0.50), at(0.99)
+}
+
+// written is the bytes this process has handed to write calls so far
+// (Linux's /proc/self/io wchar), -1 where that is not available: what the
+// store writes per record, acknowledgement log, WAL and checkpoints
+// together, shows its write amplification.
+func written() int64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "wchar: "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return -1
+			}
+			return n
+		}
+	}
+	return -1
 }
 
 // cpuTime is the CPU time this process has used, user and system: a
