@@ -232,7 +232,7 @@ func runIngest(ctx context.Context, e *env, c ingestConfig) (err error) {
 			if len(pending) < ingestDBBatch {
 				return nil
 			}
-			err := db.Insert(ctx, pending)
+			err := db.Load(ctx, pending)
 			pending = pending[:0]
 			return err
 		}
@@ -281,7 +281,7 @@ func runIngest(ctx context.Context, e *env, c ingestConfig) (err error) {
 	runErr := p.Run(ctx, mtalog.Merge(files...))
 	stop()
 	if db != nil && len(pending) > 0 && runErr == nil {
-		if err := db.Insert(ctx, pending); err != nil {
+		if err := db.Load(ctx, pending); err != nil {
 			runErr = fmt.Errorf("store records: %w", err)
 		}
 	}

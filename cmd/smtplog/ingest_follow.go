@@ -405,7 +405,7 @@ func runFollow(ctx context.Context, e *env, c ingestConfig) (err error) {
 	if r.db != nil && len(r.pending) > 0 && c.checkpointDir == "" {
 		// Fed but not committed (stopped in a batch): with no state to
 		// resume from, store them now.
-		if ierr := r.db.Insert(context.WithoutCancel(ctx), r.pending); ierr != nil && runErr == nil {
+		if ierr := r.db.Load(context.WithoutCancel(ctx), r.pending); ierr != nil && runErr == nil {
 			runErr = fmt.Errorf("store records: %w", ierr)
 		}
 	}
@@ -531,7 +531,7 @@ func (r *followRun) commit(ctx context.Context, s *followSource) error {
 			}
 		}
 		// Committed even when stopping: the batch was fed, its state follows.
-		if err := r.db.Insert(context.WithoutCancel(ctx), r.pending); err != nil {
+		if err := r.db.Load(context.WithoutCancel(ctx), r.pending); err != nil {
 			return fmt.Errorf("store records: %w", err)
 		}
 		clear(r.pending)
@@ -737,7 +737,7 @@ func resolvePending(ctx context.Context, db *store.Store, path string) (followSt
 		}
 	}
 	if len(missing) > 0 {
-		if err := db.Insert(context.WithoutCancel(ctx), missing); err != nil {
+		if err := db.Load(context.WithoutCancel(ctx), missing); err != nil {
 			return followState{}, 0, fmt.Errorf("store records: %w", err)
 		}
 	}

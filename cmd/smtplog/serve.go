@@ -152,6 +152,10 @@ incomplete.`,
 				toStore = capture.NewSessionBatcher(st, 0)
 			}
 			handler := outputs(toStore, hub, extra...)
+			// Records from MTA logs wait for a store that falls behind
+			// (the followed file or the TCP sender is read more slowly)
+			// where the SMTP server's answer 451.
+			mtaHandler := outputs(&storeLoader{st: st, log: log}, hub, extra...)
 			var routes []web.Route
 			if up.addr == "" {
 				cp, err := cf.open(st, handler, log)
@@ -163,6 +167,7 @@ incomplete.`,
 				routes = cp.api.Routes()
 				if cp.hook != nil {
 					handler = record.Multi{handler, cp.hook}
+					mtaHandler = record.Multi{mtaHandler, cp.hook}
 				}
 			}
 			ws, err := hf.server(st, hub, log, []web.Check{storeReady(st)}, routes)
@@ -175,7 +180,7 @@ incomplete.`,
 			scfg.Upstream = up.addr
 			// SMTP, the web UI and the MTA inputs run as one group: the
 			// first to fail stops the others; a signal stops them all.
-			mi := &mtaInputs{dialects: ingestDialects(), mta: mta, handler: handler, log: log,
+			mi := &mtaInputs{dialects: ingestDialects(), mta: mta, handler: mtaHandler, log: log,
 				flushAfter: flushAft, flushEvery: flushEv, queue: 4096, host: mtaHost}
 			var g group
 			gctx := g.start(ctx)

@@ -13,6 +13,7 @@ import (
 	"github.com/smtplog/smtplog/internal/mtalog/follow"
 	"github.com/smtplog/smtplog/internal/mtalog/syslogd"
 	"github.com/smtplog/smtplog/internal/record"
+	"github.com/smtplog/smtplog/internal/store"
 )
 
 // mtaInputs are serve's MTA log inputs: followed files (--ingest) and
@@ -28,6 +29,32 @@ type mtaInputs struct {
 	flushEvery time.Duration
 	queue      int    // lines buffered per syslog receiver
 	host       string // --host: the host of lines that name none
+}
+
+// storeLoader stores the records of MTA inputs with Store.Load: while
+// the store is behind, an input waits (and with it the file it follows or
+// the TCP sender it reads) instead of failing, which would stop serve. It
+// says so in the log, at most once a minute.
+type storeLoader struct {
+	st  *store.Store
+	log *slog.Logger
+
+	mu     sync.Mutex
+	logged time.Time
+}
+
+func (l *storeLoader) Handle(ctx context.Context, r *record.Record) error {
+	t := time.Now()
+	err := l.st.Load(ctx, []*record.Record{r})
+	if d := time.Since(t); d >= time.Second {
+		l.mu.Lock()
+		if time.Since(l.logged) >= time.Minute {
+			l.logged = time.Now()
+			l.log.Warn("store behind: log inputs wait for it", "waited", d.Round(time.Millisecond))
+		}
+		l.mu.Unlock()
+	}
+	return err
 }
 
 // pipeline returns a new pipeline for one source.

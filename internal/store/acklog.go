@@ -622,6 +622,7 @@ func (s *Store) applyAcked(ctx context.Context) error {
 				return err
 			}
 			a.inserted(len(chunk))
+			s.moved.Add(int64(len(chunk)))
 			rows = rows[len(chunk):]
 		}
 	}

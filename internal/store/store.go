@@ -173,6 +173,10 @@ type Store struct {
 	// acknowledges.
 	unindexed atomic.Int64
 	parked    parked // raw message bytes waiting for their records (raw.go)
+	// moved counts the records the writer has taken out of the
+	// acknowledgement log or its queue into the database: whether it is
+	// making room, for Load.
+	moved atomic.Int64
 
 	queue   chan *item
 	jobs    chan *job
@@ -354,9 +358,55 @@ func (s *Store) Handle(ctx context.Context, r *record.Record) error {
 }
 
 // Insert stores many records and returns once all are durable, as Handle
-// does; for bulk loads (log import) and records that belong together. On
-// error some of them may have been stored.
+// does; for records that belong together, from a caller that pushes back
+// on ErrBusy as Handle's do (bulk loads use Load). On error some of them
+// may have been stored.
 func (s *Store) Insert(ctx context.Context, recs []*record.Record) error {
+	return s.insert(ctx, recs, false)
+}
+
+// Load stores many records as Insert does, for inputs that can slow down
+// rather than refuse: a log being imported or followed. Where Insert
+// returns ErrBusy once the writer's queue has stayed full for
+// Options.BusyTimeout (the relay answers 451 and its client retries),
+// Load waits for room for as long as the writer keeps making some. It
+// gives up with ErrBusy only when the writer has inserted nothing for
+// loadStall (its errors are in the log), or when ctx ends. As with
+// Insert, on error some of the records may have been stored, none twice.
+func (s *Store) Load(ctx context.Context, recs []*record.Record) error {
+	return s.insert(ctx, recs, true)
+}
+
+// loadStall is how long Load waits for a writer that makes no room at
+// all: long enough for a checkpoint or a retention pass on a slow disk,
+// short enough that an import stuck on a failing database says so. (A
+// variable for tests.)
+var loadStall = time.Minute
+
+// patiently runs try, which returns ErrBusy when the writer's queue
+// stayed full for Options.BusyTimeout, until it succeeds or fails
+// otherwise, as long as the writer moves records between the tries; see
+// Load.
+func (s *Store) patiently(ctx context.Context, try func() error) error {
+	last := s.moved.Load()
+	var stalled time.Duration
+	for {
+		err := try()
+		if !errors.Is(err, ErrBusy) || ctx.Err() != nil {
+			return err
+		}
+		if m := s.moved.Load(); m != last {
+			last, stalled = m, 0
+			continue
+		}
+		if stalled += s.opts.BusyTimeout; stalled >= loadStall {
+			return fmt.Errorf("%w (the writer inserted nothing for %s)", err, stalled)
+		}
+	}
+}
+
+// insert is Insert, or Load when patient.
+func (s *Store) insert(ctx context.Context, recs []*record.Record, patient bool) error {
 	const chunk = 256
 	var pending []*item
 	for len(recs) > 0 {
@@ -370,8 +420,16 @@ func (s *Store) Insert(ctx context.Context, recs []*record.Record) error {
 			it.rows = append(it.rows, rw)
 		}
 		recs = recs[n:]
+		// Each try either stores the whole chunk or none of it, so a
+		// patient caller never stores a record twice.
+		try := func(f func() error) error {
+			if patient {
+				return s.patiently(ctx, f)
+			}
+			return f()
+		}
 		if s.ack != nil {
-			err := s.ack.append(ctx, it.rows, s.opts.QueueSize, s.opts.BusyTimeout)
+			err := try(func() error { return s.ack.append(ctx, it.rows, s.opts.QueueSize, s.opts.BusyTimeout) })
 			if err == nil {
 				continue
 			}
@@ -379,7 +437,7 @@ func (s *Store) Insert(ctx context.Context, recs []*record.Record) error {
 				return err
 			}
 		}
-		if err := s.enqueue(ctx, it); err != nil {
+		if err := try(func() error { return s.enqueue(ctx, it) }); err != nil {
 			return err
 		}
 		pending = append(pending, it)
@@ -553,6 +611,9 @@ func (s *Store) writer() {
 			}
 			return s.insertRaw(ctx, tx, rows)
 		})
+		if err == nil {
+			s.moved.Add(int64(n))
+		}
 		for i, it := range batch {
 			it.done <- err
 			batch[i] = nil

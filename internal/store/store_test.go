@@ -699,3 +699,130 @@ func TestScan(t *testing.T) {
 		t.Errorf("fn's error: got %v after %d records", err, n)
 	}
 }
+
+// holdWriter keeps the writer busy in a job until the returned release is
+// called, so that its queue (or the acknowledgement log) fills.
+func holdWriter(t *testing.T, s *Store) (release func()) {
+	t.Helper()
+	rel := make(chan struct{})
+	held := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.do(context.Background(), func(context.Context, *sql.Tx) error {
+			close(held)
+			<-rel
+			return nil
+		})
+	}()
+	<-held
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			close(rel)
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
+
+func loadRecords(n, from int) []*record.Record {
+	recs := make([]*record.Record, n)
+	for i := range recs {
+		recs[i] = &record.Record{Type: record.TypeMessage, Timestamp: t0.Add(time.Duration(from+i) * time.Second),
+			MessageID: fmt.Sprintf("<load%d@store.test>", from+i), Status: record.StatusAccepted}
+	}
+	return recs
+}
+
+// distinctMessageIDs counts the records and the distinct Message-IDs among
+// them.
+func distinctMessageIDs(t *testing.T, s *Store) (records, distinct int) {
+	t.Helper()
+	ctx := context.Background()
+	// Count waits for the writer to insert what it acknowledged.
+	if _, err := s.Count(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*), count(DISTINCT message_id) FROM records`).Scan(&records, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	return records, distinct
+}
+
+// Load is for inputs that can wait: where Insert refuses a full queue
+// after BusyTimeout, Load waits while the writer makes room, and stores
+// every record once.
+func TestLoadWaitsForRoom(t *testing.T) {
+	for _, disk := range []bool{false, true} {
+		t.Run(fmt.Sprintf("disk=%v", disk), func(t *testing.T) {
+			path := ""
+			if disk {
+				path = filepath.Join(t.TempDir(), "load.db")
+			}
+			s := openTest(t, path, Options{QueueSize: 300, BusyTimeout: 20 * time.Millisecond})
+			ctx := context.Background()
+			release := holdWriter(t, s)
+			if err := s.Insert(ctx, loadRecords(2000, 0)); !errors.Is(err, ErrBusy) {
+				t.Fatalf("Insert of more than the queue holds, writer held: %v, want ErrBusy", err)
+			}
+			loaded := make(chan error, 1)
+			go func() { loaded <- s.Load(ctx, loadRecords(2000, 10000)) }()
+			// Held for ten BusyTimeouts: Insert would have given up long
+			// before; Load is still waiting.
+			time.Sleep(200 * time.Millisecond)
+			select {
+			case err := <-loaded:
+				t.Fatalf("Load returned %v while the writer was held", err)
+			default:
+			}
+			release()
+			if err := <-loaded; err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			recs, distinct := distinctMessageIDs(t, s)
+			if recs != distinct {
+				t.Errorf("%d records, %d distinct: Load stored some twice", recs, distinct)
+			}
+			var got int
+			if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM records WHERE message_id LIKE 'load1____@store.test'`).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != 2000 {
+				t.Errorf("%d of the 2000 loaded records stored", got)
+			}
+		})
+	}
+}
+
+// A writer that makes no room at all for loadStall makes Load give up with
+// ErrBusy, saying why, and nothing it stored before is lost or doubled.
+func TestLoadGivesUpOnStalledWriter(t *testing.T) {
+	old := loadStall
+	loadStall = 100 * time.Millisecond
+	t.Cleanup(func() { loadStall = old })
+	s := openTest(t, filepath.Join(t.TempDir(), "stall.db"), Options{QueueSize: 300, BusyTimeout: 20 * time.Millisecond})
+	ctx := context.Background()
+	release := holdWriter(t, s)
+	start := time.Now()
+	err := s.Load(ctx, loadRecords(2000, 0))
+	if !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "inserted nothing") {
+		t.Fatalf("Load with the writer held past loadStall: %v, want ErrBusy saying the writer inserted nothing", err)
+	}
+	if d := time.Since(start); d < loadStall {
+		t.Errorf("Load gave up after %v, before loadStall (%v)", d, loadStall)
+	}
+	// A cancelled ctx ends a wait at once.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.Load(cctx, loadRecords(2000, 5000)); !errors.Is(err, context.Canceled) {
+		t.Errorf("Load with a cancelled ctx: %v", err)
+	}
+	release()
+	recs, distinct := distinctMessageIDs(t, s)
+	if recs != distinct {
+		t.Errorf("%d records, %d distinct", recs, distinct)
+	}
+}
