@@ -6,7 +6,7 @@
 #
 #   bench/store.sh [RECORDS] [PER_DAY]      (defaults 10000000 300000)
 #
-# Prints the insert rate (bulk Insert, and Handle with many concurrent
+# Prints the insert rate (bulk Load, and Handle with many concurrent
 # callers each waiting for its commit, as the relay does), the p50/p99 of a
 # lookup by Message-ID, of a search by sender domain over one day, and of
 # the dashboard's aggregates over 24 hours. Targets: >= 50,000 records/s,

@@ -34,8 +34,8 @@ func run() error {
 	path := flag.String("db", "", "database file to create (required)")
 	n := flag.Int("n", 10_000_000, "records to insert")
 	perDay := flag.Int("per-day", 300_000, "records per day of timestamps")
-	producers := flag.Int("producers", 4, "goroutines calling Insert")
-	chunk := flag.Int("chunk", 2500, "records per Insert call")
+	producers := flag.Int("producers", 4, "goroutines calling Load (the bulk path of smtplog ingest --db)")
+	chunk := flag.Int("chunk", 2500, "records per Load call")
 	handleN := flag.Int("handle", 100_000, "records then written through Handle by -handlers goroutines (the relay's path)")
 	handlers := flag.Int("handlers", 256, "concurrent Handle callers")
 	samples := flag.Int("samples", 500, "queries timed per kind")
@@ -118,7 +118,7 @@ func run() error {
 				}
 				batch = append(batch, r)
 				if len(batch) == cap(batch) || i == share-1 {
-					if err := s.Insert(ctx, batch); err != nil {
+					if err := s.Load(ctx, batch); err != nil {
 						errs <- err
 						return
 					}
@@ -134,7 +134,7 @@ func run() error {
 	}
 	el := time.Since(t0)
 	cpu := cpuTime() - cpu0
-	fmt.Printf("insert (%d producers calling Insert with %d records each time): %d records in %.1fs = %.0f records/s\n", *producers, *chunk, *n, el.Seconds(), float64(*n)/el.Seconds())
+	fmt.Printf("insert (%d producers calling Load with %d records each time): %d records in %.1fs = %.0f records/s\n", *producers, *chunk, *n, el.Seconds(), float64(*n)/el.Seconds())
 	fmt.Printf("insert CPU (generator included): %.1fs = %.1f µs per record\n", cpu.Seconds(), float64(cpu.Microseconds())/float64(*n))
 	if w := written() - w0; w0 >= 0 && w > 0 {
 		fmt.Printf("insert writes (acknowledgement log, WAL, checkpoints): %.0f MiB = %.0f bytes per record\n", float64(w)/(1<<20), float64(w)/float64(*n))
