@@ -128,21 +128,34 @@ func Claims(program string) bool {
 	return knownDaemon(Daemon(program))
 }
 
+// The lengths of a queue ID that IsQueueID accepts.
+const minQueueID, maxQueueID = 6, 32
+
 // IsQueueID reports whether s looks like a Postfix queue ID: short
 // (hexadecimal, 6+ characters) or long (enable_long_queue_ids: 10+
 // characters of [0-9A-Za-z]).
 func IsQueueID(s string) bool {
-	if len(s) < 6 || len(s) > 32 {
+	if len(s) < minQueueID || len(s) > maxQueueID {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+		if !isAlnum(s[i]) {
 			return false
 		}
 	}
 	return true
 }
+
+func isAlnum(c byte) bool { return alnum[c] }
+
+// alnum is the set [0-9A-Za-z] as a table: one load per byte instead of
+// three range tests.
+var alnum = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z'
+	}
+	return t
+}()
 
 // Parse parses the message of a Postfix log line from the given program.
 // It never panics; a line it does not know is KindUnknown.
@@ -156,35 +169,61 @@ func Parse(program, msg string) Event {
 func parseInto(e *Event, program, msg string) {
 	*e = Event{Daemon: Daemon(program)}
 	// Diagnostics first: "warning: …" etc. A few warnings carry events.
-	for _, lv := range [...]string{"warning: ", "error: ", "fatal: ", "panic: "} {
-		if msg != "" && msg[0] == lv[0] && strings.HasPrefix(msg, lv) {
-			e.Level = lv[:len(lv)-2]
-			body := msg[len(lv):]
-			if e.Level == "warning" && parseSASLFailed(e, body) {
-				return
-			}
-			e.Kind = KindDiagnostic
-			e.Text = body
+	if lv := diagLevel(msg); lv != "" {
+		e.Level = lv
+		body := msg[len(lv)+2:]
+		if lv == "warning" && parseSASLFailed(e, body) {
 			return
 		}
+		e.Kind = KindDiagnostic
+		e.Text = body
+		return
 	}
-	rest := msg
-	if c := strings.Index(msg, ": "); c > 0 {
-		id := msg[:c]
-		if id == "NOQUEUE" || IsQueueID(id) {
-			if id != "NOQUEUE" {
-				e.QueueID = id
-			}
-			rest = msg[c+2:]
-			parseQueued(e, rest)
-			if e.Kind != KindUnknown {
-				return
-			}
-			e.QueueID = ""
-			rest = msg
+	// A queue ID (or NOQUEUE, which has its shape) is the run of letters
+	// and digits before the message's first ": ". Looking at that run
+	// alone finds it without searching the whole message for ": ".
+	n := 0
+	for n < len(msg) && n <= maxQueueID && isAlnum(msg[n]) {
+		n++
+	}
+	if n >= minQueueID && n <= maxQueueID && n+1 < len(msg) && msg[n] == ':' && msg[n+1] == ' ' {
+		if id := msg[:n]; id != "NOQUEUE" {
+			e.QueueID = id
+		}
+		parseQueued(e, msg[n+2:])
+		if e.Kind != KindUnknown {
+			return
+		}
+		e.QueueID = ""
+	}
+	parseUnqueued(e, msg)
+}
+
+// diagLevel returns the level of a diagnostic message ("warning: …",
+// "error: …", "fatal: …", "panic: …"), or "".
+func diagLevel(msg string) string {
+	if msg == "" {
+		return ""
+	}
+	switch msg[0] {
+	case 'w':
+		if strings.HasPrefix(msg, "warning: ") {
+			return "warning"
+		}
+	case 'e':
+		if strings.HasPrefix(msg, "error: ") {
+			return "error"
+		}
+	case 'f':
+		if strings.HasPrefix(msg, "fatal: ") {
+			return "fatal"
+		}
+	case 'p':
+		if strings.HasPrefix(msg, "panic: ") {
+			return "panic"
 		}
 	}
-	parseUnqueued(e, rest)
+	return ""
 }
 
 // events holds the parses of a batch of lines (mtalog.Prepared).
@@ -256,37 +295,52 @@ func lastWord(s string) string {
 }
 
 // parseDelivery: to=<r>, [orig_to=<o>, ]relay=R, [conn_use=N, ]delay=D, delays=a/b/c/d, dsn=X.Y.Z, status=S (text)
+//
+// The fields are those before the first "status=", split at each ", ",
+// and a field's key is what precedes its first "=". Deliveries are the
+// most frequent lines with fields, so one pass over the bytes finds the
+// fields, their keys and the status instead of a search for each.
 func parseDelivery(e *Event, s string) {
-	st := strings.Index(s, "status=")
+	st := -1
+	p, eq := 0, -1 // the current field's start and first '='
+scan:
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '=':
+			// The first '=' preceded by "status" ends the first
+			// "status=", and with it the fields.
+			if i >= 6 && s[i-6:i] == "status" {
+				st = i - 6
+				break scan
+			}
+			if eq < 0 {
+				eq = i
+			}
+		case ',':
+			if i+1 < len(s) && s[i+1] == ' ' {
+				deliveryField(e, s[p:i], eq-p)
+				p, eq = i+2, -1
+				i++
+			}
+		}
+	}
 	if st < 0 {
+		// Not a delivery: undo what its fields set.
+		e.To, e.OrigTo, e.Relay, e.Delay, e.Delays, e.DSN = "", "", "", 0, "", ""
 		return
 	}
-	head, tail := s[:st], s[st+len("status="):]
-	status, text, _ := strings.Cut(tail, " ")
+	if p < st {
+		deliveryField(e, s[p:st], eq-p)
+	}
+	status, text := s[st+len("status="):], ""
+	if sp := strings.IndexByte(status, ' '); sp >= 0 {
+		status, text = status[:sp], status[sp+1:]
+	}
 	e.Status = status
 	if len(text) >= 2 && text[0] == '(' && text[len(text)-1] == ')' {
 		text = text[1 : len(text)-1]
 	}
 	e.Text = text
-	for head != "" {
-		var kv string
-		kv, head, _ = strings.Cut(head, ", ")
-		k, v, _ := strings.Cut(kv, "=")
-		switch k {
-		case "to":
-			e.To = trimAngle(v)
-		case "orig_to":
-			e.OrigTo = trimAngle(v)
-		case "relay":
-			e.Relay = v
-		case "delay":
-			e.Delay, _ = strconv.ParseFloat(v, 64)
-		case "delays":
-			e.Delays = v
-		case "dsn":
-			e.DSN = v
-		}
-	}
 	if e.To == "" && !strings.HasPrefix(s, "to=<>") {
 		return
 	}
@@ -301,6 +355,29 @@ func parseDelivery(e *Event, s string) {
 		}
 	}
 	e.Code, e.Enhanced = mtalog.ReplyCodes(text)
+}
+
+// deliveryField sets what one field of a delivery line says; eq is the
+// index of its first '=', negative for none (the whole field is the key).
+func deliveryField(e *Event, f string, eq int) {
+	k, v := f, ""
+	if eq >= 0 {
+		k, v = f[:eq], f[eq+1:]
+	}
+	switch k {
+	case "to":
+		e.To = trimAngle(v)
+	case "orig_to":
+		e.OrigTo = trimAngle(v)
+	case "relay":
+		e.Relay = v
+	case "delay":
+		e.Delay = parseFloat(v)
+	case "delays":
+		e.Delays = v
+	case "dsn":
+		e.DSN = v
+	}
 }
 
 // parseFrom: from=<s>, size=N, nrcpt=N (queue active) | from=<s>, status=expired, returned to sender
@@ -321,25 +398,116 @@ func parseFrom(e *Event, s string) {
 	}
 	for rest != "" {
 		var kv string
-		kv, rest, _ = strings.Cut(rest, ", ")
-		k, v, _ := strings.Cut(kv, "=")
-		switch k {
-		case "size":
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
+		kv, rest = cutField(rest)
+		if v, ok := value(kv, "size"); ok {
+			n, ok := parseInt(v)
+			if !ok {
 				return
 			}
 			e.Size = n
-		case "nrcpt":
-			v, _, _ = strings.Cut(v, " ")
-			n, err := strconv.Atoi(v)
-			if err != nil {
+		} else if v, ok := value(kv, "nrcpt"); ok {
+			if sp := strings.IndexByte(v, ' '); sp >= 0 {
+				v = v[:sp]
+			}
+			n, ok := parseInt(v)
+			if !ok || int64(int(n)) != n {
 				return
 			}
-			e.Nrcpt = n
+			e.Nrcpt = int(n)
 			e.Kind = KindQueued
 		}
 	}
+}
+
+// value returns the value of a field "key=value", or "" for a field that
+// is key alone: the key is what precedes the field's first "=".
+func value(field, key string) (string, bool) {
+	if !strings.HasPrefix(field, key) {
+		return "", false
+	}
+	switch v := field[len(key):]; {
+	case v == "":
+		return "", true
+	case v[0] == '=':
+		return v[1:], true
+	}
+	return "", false
+}
+
+// cutField is strings.Cut(s, ", ") without the found flag: the next of the
+// comma-separated fields of a line, and what follows it.
+func cutField(s string) (field, rest string) {
+	for i := 0; ; i++ {
+		j := strings.IndexByte(s[i:], ',')
+		if j < 0 {
+			return s, ""
+		}
+		i += j
+		if i+1 < len(s) && s[i+1] == ' ' {
+			return s[:i], s[i+2:]
+		}
+	}
+}
+
+// parseInt is strconv.ParseInt(s, 10, 64), reporting only success. A run
+// of at most 18 digits, which cannot overflow, is read directly.
+func parseInt(s string) (int64, bool) {
+	if len(s) == 0 || len(s) > 18 {
+		n, err := strconv.ParseInt(s, 10, 64)
+		return n, err == nil
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !isDigit(c) {
+			n, err := strconv.ParseInt(s, 10, 64)
+			return n, err == nil
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// parseFloat is strconv.ParseFloat(s, 64) with the error dropped. A
+// decimal of at most 15 digits with at most one point, as Postfix writes
+// delays, is the quotient of two exactly representable numbers, which
+// IEEE division rounds as ParseFloat does (the fast path of Clinger's
+// algorithm); anything else goes to strconv.
+func parseFloat(s string) float64 {
+	if len(s) == 0 || len(s) > 16 {
+		return slowFloat(s)
+	}
+	var mant int64
+	digits, frac := 0, -1
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case isDigit(c):
+			mant = mant*10 + int64(c-'0')
+			digits++
+		case c == '.' && frac < 0:
+			frac = i
+		default:
+			return slowFloat(s)
+		}
+	}
+	if digits == 0 || digits > 15 {
+		return slowFloat(s)
+	}
+	f := float64(mant)
+	if frac >= 0 {
+		f /= pow10[len(s)-1-frac]
+	}
+	return f
+}
+
+// pow10 are the powers of ten parseFloat divides by, all exact in a
+// float64.
+var pow10 = [...]float64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15}
+
+func slowFloat(s string) float64 {
+	f, _ := strconv.ParseFloat(s, 64)
+	return f
 }
 
 // parseAction: ACTION: STAGE from host[ip]: REPLY; from=<s> to=<r> proto=P helo=<h>[: text]
@@ -423,10 +591,11 @@ func parseAction(e *Event, s string) {
 
 // parseSASLFailed: host[ip]: SASL M authentication failed: reason[, sasl_username=U]
 func parseSASLFailed(e *Event, s string) bool {
-	client, rest, ok := strings.Cut(s, ": SASL ")
-	if !ok {
+	i := indexSASL(s)
+	if i < 0 {
 		return false
 	}
+	client, rest := s[:i], s[i+len(": SASL "):]
 	mech, reason, ok := strings.Cut(rest, " authentication failed")
 	if !ok {
 		return false
@@ -441,6 +610,22 @@ func parseSASLFailed(e *Event, s string) bool {
 	}
 	e.Text = reason
 	return true
+}
+
+// indexSASL is strings.Index(s, ": SASL "), searching for the rarer
+// "SASL " first: most warnings that are looked at for it have colons and
+// no capital S.
+func indexSASL(s string) int {
+	for i := 0; ; i++ {
+		j := strings.Index(s[i:], "SASL ")
+		if j < 0 {
+			return -1
+		}
+		i += j
+		if i >= 2 && s[i-2:i] == ": " {
+			return i - 2
+		}
+	}
 }
 
 // parseUnqueued handles lines without a queue ID.
