@@ -38,9 +38,22 @@ type stampCache struct {
 }
 
 type stampEntry struct {
-	key [15]byte
+	key [2]uint64 // the stamp's bytes 0-7 and 7-14 (see stampKey)
 	ref time.Time
 	t   time.Time
+}
+
+// stampKey packs a 15-byte stamp into two overlapping words, so that the
+// cache compares two words instead of calling memequal.
+func stampKey(s string) [2]uint64 {
+	return [2]uint64{le64(s[0:8]), le64(s[7:15])}
+}
+
+// le64 reads 8 bytes little-endian; the compiler makes it one load.
+func le64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
 // parseLine is ParseLine with an optional timestamp cache.
@@ -85,8 +98,12 @@ func parseLineTo(l *Line, raw string, ref time.Time, c *stampCache) error {
 	for len(rest) > 0 && rest[0] == ' ' {
 		rest = rest[1:]
 	}
-	sp := strings.IndexByte(rest, ' ')
-	if sp <= 0 {
+	// The host is short: a loop finds its end sooner than IndexByte.
+	sp := 0
+	for sp < len(rest) && rest[sp] != ' ' {
+		sp++
+	}
+	if sp == 0 || sp == len(rest) {
 		return ErrNoPrefix
 	}
 	l.Host = rest[:sp]
@@ -209,7 +226,7 @@ func parseStamp3164(s string, ref time.Time, c *stampCache) (time.Time, string, 
 	if cacheable {
 		// The same 15 bytes and the same ref give the same time: the
 		// result depends on nothing else when there is no fraction.
-		if e := c.last.Load(); e != nil && e.ref == ref && string(e.key[:]) == s[:15] {
+		if e := c.last.Load(); e != nil && e.key == stampKey(s) && e.ref == ref {
 			return e.t, s[15:], true
 		}
 	}
@@ -245,9 +262,7 @@ func parseStamp3164(s string, ref time.Time, c *stampCache) (time.Time, string, 
 		t = time.Date(year-1, mon, day, h, m, sec, nsec, loc)
 	}
 	if cacheable && nsec == 0 {
-		e := &stampEntry{ref: ref, t: t}
-		copy(e.key[:], s[:15])
-		c.last.Store(e)
+		c.last.Store(&stampEntry{key: stampKey(s), ref: ref, t: t})
 	}
 	return t, rest, true
 }
