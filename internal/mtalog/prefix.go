@@ -38,15 +38,9 @@ type stampCache struct {
 }
 
 type stampEntry struct {
-	key [2]uint64 // the stamp's bytes 0-7 and 7-14 (see stampKey)
-	ref time.Time
-	t   time.Time
-}
-
-// stampKey packs a 15-byte stamp into two overlapping words, so that the
-// cache compares two words instead of calling memequal.
-func stampKey(s string) [2]uint64 {
-	return [2]uint64{le64(s[0:8]), le64(s[7:15])}
+	k0, k1 uint64 // the stamp's bytes 0-7 and 7-14, compared as two words
+	ref    time.Time
+	t      time.Time
 }
 
 // le64 reads 8 bytes little-endian; the compiler makes it one load.
@@ -226,7 +220,7 @@ func parseStamp3164(s string, ref time.Time, c *stampCache) (time.Time, string, 
 	if cacheable {
 		// The same 15 bytes and the same ref give the same time: the
 		// result depends on nothing else when there is no fraction.
-		if e := c.last.Load(); e != nil && e.key == stampKey(s) && e.ref == ref {
+		if e := c.last.Load(); e != nil && e.k0 == le64(s[0:8]) && e.k1 == le64(s[7:15]) && e.ref == ref {
 			return e.t, s[15:], true
 		}
 	}
@@ -262,7 +256,7 @@ func parseStamp3164(s string, ref time.Time, c *stampCache) (time.Time, string, 
 		t = time.Date(year-1, mon, day, h, m, sec, nsec, loc)
 	}
 	if cacheable && nsec == 0 {
-		c.last.Store(&stampEntry{key: stampKey(s), ref: ref, t: t})
+		c.last.Store(&stampEntry{k0: le64(s[0:8]), k1: le64(s[7:15]), ref: ref, t: t})
 	}
 	return t, rest, true
 }
