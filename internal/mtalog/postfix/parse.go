@@ -6,6 +6,7 @@
 package postfix
 
 import (
+	"math/bits"
 	"strconv"
 	"strings"
 
@@ -303,25 +304,33 @@ func lastWord(s string) string {
 func parseDelivery(e *Event, s string) {
 	st := -1
 	p, eq := 0, -1 // the current field's start and first '='
-scan:
 	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '=':
+		// Skip eight bytes at a time while none is a ',' or a '='.
+		for i+8 <= len(s) {
+			m := commaOrEq(le64(s[i : i+8]))
+			if m != 0 {
+				i += bits.TrailingZeros64(m) / 8
+				break
+			}
+			i += 8
+		}
+		if i == len(s) {
+			break
+		}
+		if c := s[i]; c == '=' {
 			// The first '=' preceded by "status" ends the first
 			// "status=", and with it the fields.
 			if i >= 6 && s[i-6:i] == "status" {
 				st = i - 6
-				break scan
+				break
 			}
 			if eq < 0 {
 				eq = i
 			}
-		case ',':
-			if i+1 < len(s) && s[i+1] == ' ' {
-				deliveryField(e, s[p:i], eq-p)
-				p, eq = i+2, -1
-				i++
-			}
+		} else if c == ',' && i+1 < len(s) && s[i+1] == ' ' {
+			deliveryField(e, s[p:i], eq-p)
+			p, eq = i+2, -1
+			i++
 		}
 	}
 	if st < 0 {
@@ -355,6 +364,22 @@ scan:
 		}
 	}
 	e.Code, e.Enhanced = mtalog.ReplyCodes(text)
+}
+
+// commaOrEq marks the bytes of w (eight bytes, little-endian) that are a
+// ',' or a '=' with their high bit; the lowest mark is exact (a mark above
+// a marked byte may be false), so it finds the first such byte.
+func commaOrEq(w uint64) uint64 {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	x, y := w^(','*lo), w^('='*lo)
+	return ((x-lo)&^x | (y-lo)&^y) & hi
+}
+
+// le64 reads 8 bytes little-endian; the compiler makes it one load.
+func le64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
 // deliveryField sets what one field of a delivery line says; eq is the
@@ -525,7 +550,7 @@ func parseAction(e *Event, s string) {
 	}
 	// The envelope part begins at the last "; from=<".
 	env := ""
-	if i := strings.LastIndex(rest, "; from=<"); i >= 0 {
+	if i := lastEnvelope(rest); i >= 0 {
 		env = rest[i+2:]
 		rest = rest[:i]
 	}
@@ -587,6 +612,21 @@ func parseAction(e *Event, s string) {
 		e.Reply = e.Text
 	}
 	e.Code, e.Enhanced = mtalog.ReplyCodes(e.Reply)
+}
+
+// lastEnvelope is strings.LastIndex(s, "; from=<"), found by the few '<'
+// of s from its end instead of a rolling hash over all of it.
+func lastEnvelope(s string) int {
+	for j := len(s); ; {
+		k := strings.LastIndexByte(s[:j], '<')
+		if k < 0 {
+			return -1
+		}
+		if k >= 7 && s[k-7:k+1] == "; from=<" {
+			return k - 7
+		}
+		j = k
+	}
 }
 
 // parseSASLFailed: host[ip]: SASL M authentication failed: reason[, sasl_username=U]
