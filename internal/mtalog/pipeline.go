@@ -561,6 +561,9 @@ func (p *Pipeline) claimant(program string) int {
 // prepare parses b's lines with their dialects' pure parsers; it runs on
 // the reading goroutine.
 func (p *Pipeline) prepare(b *lineBatch) {
+	// The program remembered from the batch's last use may lie in a chunk
+	// released and read over since: compare with this batch's lines only.
+	b.lastP = ""
 	for k := range b.lines {
 		l := &b.lines[k]
 		b.by[k] = -1
