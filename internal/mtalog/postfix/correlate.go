@@ -213,6 +213,11 @@ type interner struct {
 	// the whole value: the replies it copies are long, and the few a log
 	// repeats often differ in a few bytes only.
 	recent [256]string
+	// ptrs holds the pointers ptr made last, at the place front gives
+	// their value: a message's sender is a pointer (record.Record's
+	// MailFrom), and the queue manager logs it again on every retry.
+	ptrs  [64]*string
+	empty *string // ptr("")
 }
 
 // recentSeed seeds the hash of interner.recent.
@@ -245,6 +250,25 @@ func (in *interner) get(s string) string {
 // slot is the place of s, not "", in front.
 func (in *interner) slot(s string) uint {
 	return (uint(len(s))*0x9e + uint(s[0])*0x3b + uint(s[len(s)/2])*0x0d + uint(s[len(s)-1])) & uint(len(in.front)-1)
+}
+
+// ptr returns a pointer to get(s). The pointers it returns are shared:
+// what is pointed to must not be written.
+func (in *interner) ptr(s string) *string {
+	if s == "" {
+		if in.empty == nil {
+			in.empty = new(string)
+		}
+		return in.empty
+	}
+	h := in.slot(s) & uint(len(in.ptrs)-1)
+	if p := in.ptrs[h]; p != nil && *p == s {
+		return p
+	}
+	p := new(string)
+	*p = in.get(s)
+	in.ptrs[h] = p
+	return p
 }
 
 // clone is get for values that repeat less (the replies of deliveries
@@ -383,20 +407,20 @@ func (c *Correlator) feed(lp *mtalog.Line, e *Event, emit func(*record.Record)) 
 		m.rec.MessageID = strings.Clone(e.MessageID)
 	case KindQueued:
 		m := c.message(l, e.QueueID, emit)
-		m.rec.MailFrom = record.Ptr(c.strs.get(e.From))
+		m.rec.MailFrom = c.strs.ptr(e.From)
 		m.rec.Size = e.Size
 		m.rec.Nrcpt = e.Nrcpt
 	case KindPickup:
 		m := c.message(l, e.QueueID, emit)
 		if m.rec.MailFrom == nil {
-			m.rec.MailFrom = record.Ptr(c.strs.get(e.From))
+			m.rec.MailFrom = c.strs.ptr(e.From)
 		}
 		m.rec.Flags = appendFlag(m.rec.Flags, FlagLocal)
 	case KindExpired:
 		m := c.message(l, e.QueueID, emit)
 		m.rec.Status = record.StatusExpired
 		if m.rec.MailFrom == nil {
-			m.rec.MailFrom = record.Ptr(c.strs.get(e.From))
+			m.rec.MailFrom = c.strs.ptr(e.From)
 		}
 	case KindRemoved:
 		if m, ok := c.msgs[key{l.Host, e.QueueID}]; ok {
@@ -706,7 +730,7 @@ func (c *Correlator) fillReject(r *record.Record, e *Event) {
 	r.ReplyCode = e.Code
 	r.EnhancedCode = c.strs.get(e.Enhanced)
 	if e.HasFrom && r.MailFrom == nil {
-		r.MailFrom = record.Ptr(c.strs.get(e.From))
+		r.MailFrom = c.strs.ptr(e.From)
 	}
 	if e.Helo != "" && r.Helo == "" {
 		r.Helo = c.strs.get(e.Helo)
@@ -723,7 +747,7 @@ func (c *Correlator) fillReject(r *record.Record, e *Event) {
 func (c *Correlator) check(l *mtalog.Line, e *Event, emit func(*record.Record)) {
 	m := c.message(l, e.QueueID, emit)
 	if e.HasFrom && m.rec.MailFrom == nil {
-		m.rec.MailFrom = record.Ptr(c.strs.get(e.From))
+		m.rec.MailFrom = c.strs.ptr(e.From)
 	}
 	if e.Helo != "" && m.rec.Helo == "" {
 		m.rec.Helo = c.strs.get(e.Helo)
