@@ -3,6 +3,7 @@ package postfix
 import (
 	"hash/maphash"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -87,7 +88,9 @@ type session struct {
 }
 
 type smtpTLS struct {
-	tls  record.TLS
+	// tls is replaced, never written through: the deliveries' records
+	// share it.
+	tls  *record.TLS
 	peer string                    // "host[ip]:port", as the delivery's relay= shows it
 	idle mtalog.IdleEntry[sessKey] // its place in Correlator.idleTLS; Last is when it was seen
 }
@@ -115,6 +118,10 @@ type Correlator struct {
 	// feedLine and feedEvent hold a line Feed is given and its parse.
 	feedLine  mtalog.Line
 	feedEvent Event
+	// tlsSeen holds the TLS values tls made last.
+	tlsSeen [16]*record.TLS
+	// latest is emitMessage's room for latestDeliveries.
+	latest []int
 	// With CorrelatorOptions.Recycle, the messages and sessions emitted
 	// and not yet known to be handled (see Handled), and those whose
 	// memory is free for new ones.
@@ -288,6 +295,19 @@ func (in *interner) clone(s string) string {
 	return v
 }
 
+// tls returns the TLS of a TLS line. Its value is shared with the other
+// records whose TLS was the same (most connections agree on one or two),
+// and must not be written.
+func (c *Correlator) tls(e *Event) *record.TLS {
+	h := uint(len(e.TLSCipher)+len(e.TLSVersion)+len(e.TLSTrust)) % uint(len(c.tlsSeen))
+	if t := c.tlsSeen[h]; t != nil && t.Version == e.TLSVersion && t.Cipher == e.TLSCipher && t.Trust == e.TLSTrust {
+		return t
+	}
+	t := &record.TLS{Used: true, Version: c.strs.get(e.TLSVersion), Cipher: c.strs.get(e.TLSCipher), Trust: c.strs.get(e.TLSTrust)}
+	c.tlsSeen[h] = t
+	return t
+}
+
 // touch notes that m saw a line at t.
 func (c *Correlator) touch(m *message, t time.Time) {
 	m.last = t
@@ -375,7 +395,7 @@ func (c *Correlator) feed(lp *mtalog.Line, e *Event, emit func(*record.Record)) 
 		}
 	case KindTLSIn:
 		s := c.session(l, e)
-		s.rec.TLS = &record.TLS{Used: true, Version: c.strs.get(e.TLSVersion), Cipher: c.strs.get(e.TLSCipher), Trust: c.strs.get(e.TLSTrust)}
+		s.rec.TLS = c.tls(e)
 	case KindTLSOut:
 		if len(c.outTLS) > 65536 {
 			clear(c.outTLS)
@@ -389,7 +409,7 @@ func (c *Correlator) feed(lp *mtalog.Line, e *Event, emit func(*record.Record)) 
 			t.idle.Value = k
 			c.outTLS[k] = t
 		}
-		t.tls = record.TLS{Used: true, Version: c.strs.get(e.TLSVersion), Cipher: c.strs.get(e.TLSCipher), Trust: c.strs.get(e.TLSTrust)}
+		t.tls = c.tls(e)
 		t.peer = c.strs.get(e.Peer)
 		c.idleTLS.Touch(&t.idle, l.Time)
 	case KindSASLFailed:
@@ -579,7 +599,7 @@ func (c *Correlator) disconnect(l *mtalog.Line, e *Event, emit func(*record.Reco
 		}
 	}
 	if e.Counters != "" {
-		s.rec.Reason = joinReason(s.rec.Reason, e.Counters)
+		s.rec.Reason = c.joinReason(s.rec.Reason, e.Counters)
 	}
 	if auth := s.rec.Auth; auth == nil && strings.Contains(e.Counters, "auth=") {
 		// "auth=1" or "auth=0/1": the counters tell the outcome.
@@ -593,9 +613,11 @@ func (c *Correlator) disconnect(l *mtalog.Line, e *Event, emit func(*record.Reco
 	c.emitSession(s, emit)
 }
 
-func joinReason(a, b string) string {
+// joinReason appends b, a disconnect's counters, to a session's reason
+// a. Counters alone are interned: most sessions end with the same few.
+func (c *Correlator) joinReason(a, b string) string {
 	if a == "" {
-		return strings.Clone(b)
+		return c.strs.get(b)
 	}
 	return a + "; " + b
 }
@@ -787,8 +809,7 @@ func (c *Correlator) delivery(l *mtalog.Line, e *Event, emit func(*record.Record
 		d.QueueID = strings.Clone(e.QueueID)
 	}
 	if t, ok := c.outTLS[sessKey{l.Host, l.PID}]; ok && t.peer == e.Relay {
-		tls := t.tls
-		m.rec.UpstreamTLS = &tls
+		m.rec.UpstreamTLS = t.tls
 	}
 	c.addDelivery(m, d)
 	if e.QueuedAs != "" && e.Status == "sent" && c.link(l, m, e.QueuedAs) {
@@ -954,7 +975,8 @@ func (c *Correlator) emitMessage(m *message, incomplete bool, emit func(*record.
 		// The worst outcome over the recipients, each at its latest attempt
 		// (recipients in first-seen order).
 		worst, worstIdx := 0, -1
-		latest := latestDeliveries(r.RcptTo, r.Deliveries, m.hops)
+		c.latest = latestDeliveries(c.latest, r.RcptTo, r.Deliveries, m.hops)
+		latest := c.latest
 		for k := range r.RcptTo {
 			i := latest[k]
 			if rank := mtalog.StatusRank(r.Deliveries[i].Status); rank > worst || worstIdx < 0 {
@@ -981,9 +1003,10 @@ func (c *Correlator) emitMessage(m *message, incomplete bool, emit func(*record.
 
 // latestDeliveries returns, for each recipient of rcpts, the index in ds
 // of its latest delivery: the last one added, or with content filter
-// hand-overs (hops), latestAttempts's choice.
-func latestDeliveries(rcpts []string, ds []record.Delivery, hops map[int]bool) []int {
-	out := make([]int, len(rcpts))
+// hand-overs (hops), latestAttempts's choice. It reuses out's memory.
+func latestDeliveries(out []int, rcpts []string, ds []record.Delivery, hops map[int]bool) []int {
+	out = slices.Grow(out[:0], len(rcpts))[:len(rcpts)]
+	clear(out)
 	if len(hops) > 0 {
 		latest := latestAttempts(ds, hops)
 		for k, rcpt := range rcpts {

@@ -118,7 +118,7 @@ func (c *Correlator) Snapshot() ([]byte, error) {
 		return a.PID < b.PID
 	})
 	for k, t := range c.outTLS {
-		s.OutTLS = append(s.OutTLS, snapTLS{Host: k.host, PID: k.pid, TLS: t.tls, Peer: t.peer, Seen: t.idle.Last()})
+		s.OutTLS = append(s.OutTLS, snapTLS{Host: k.host, PID: k.pid, TLS: *t.tls, Peer: t.peer, Seen: t.idle.Last()})
 	}
 	sort.Slice(s.OutTLS, func(i, j int) bool {
 		a, b := s.OutTLS[i], s.OutTLS[j]
@@ -189,7 +189,8 @@ func (c *Correlator) Restore(b []byte) error {
 	sort.SliceStable(s.OutTLS, func(i, j int) bool { return s.OutTLS[i].Seen.Before(s.OutTLS[j].Seen) })
 	for _, t := range s.OutTLS {
 		k := sessKey{c.strs.get(t.Host), t.PID}
-		x := &smtpTLS{tls: t.TLS, peer: c.strs.get(t.Peer)}
+		tls := t.TLS
+		x := &smtpTLS{tls: &tls, peer: c.strs.get(t.Peer)}
 		x.idle.Value = k
 		c.outTLS[k] = x
 		c.idleTLS.Touch(&x.idle, t.Seen)
