@@ -99,16 +99,16 @@ type smtpTLS struct {
 // It is not safe for concurrent use.
 type Correlator struct {
 	maxOpen   int
-	host      string // for lines that name none (CorrelatorOptions.Host)
-	msgs      map[key]*message
-	sessions  map[sessKey]*session
-	outTLS    map[sessKey]*smtpTLS // smtp client pid -> TLS of its current connection
-	lingering []*message           // complete, waiting LinkWindow for a content filter link
-	now       time.Time            // latest line time
-	seq       uint64               // session counter, for unique session IDs
-	observe   Observer             // optional
-	ids       idStamps             // for session IDs
-	strs      interner             // the values that repeat: hosts, addresses, relays, statuses, …
+	host      string                    // for lines that name none (CorrelatorOptions.Host)
+	msgs      hostMap[string, *message] // by queue ID
+	sessions  hostMap[int, *session]    // by smtpd pid
+	outTLS    hostMap[int, *smtpTLS]    // smtp client pid -> TLS of its current connection
+	lingering []*message                // complete, waiting LinkWindow for a content filter link
+	now       time.Time                 // latest line time
+	seq       uint64                    // session counter, for unique session IDs
+	observe   Observer                  // optional
+	ids       idStamps                  // for session IDs
+	strs      interner                  // the values that repeat: hosts, addresses, relays, statuses, …
 	// The open messages (under any of their keys), sessions and outbound
 	// TLS entries, least recently seen first, so that Flush looks at the
 	// idle ones only.
@@ -328,12 +328,9 @@ func NewCorrelator(o mtalog.CorrelatorOptions) *Correlator {
 		o.MaxOpen = mtalog.DefaultMaxOpen
 	}
 	return &Correlator{
-		maxOpen:  o.MaxOpen,
-		recycle:  o.Recycle,
-		host:     o.Host,
-		msgs:     map[key]*message{},
-		sessions: map[sessKey]*session{},
-		outTLS:   map[sessKey]*smtpTLS{},
+		maxOpen: o.MaxOpen,
+		recycle: o.Recycle,
+		host:    o.Host,
 	}
 }
 
@@ -397,17 +394,16 @@ func (c *Correlator) feed(lp *mtalog.Line, e *Event, emit func(*record.Record)) 
 		s := c.session(l, e)
 		s.rec.TLS = c.tls(e)
 	case KindTLSOut:
-		if len(c.outTLS) > 65536 {
-			clear(c.outTLS)
+		if c.outTLS.len() > 65536 {
+			c.outTLS.clear()
 			c.idleTLS = mtalog.IdleQueue[sessKey]{}
 		}
-		k := sessKey{l.Host, l.PID}
-		t, ok := c.outTLS[k]
+		t, ok := c.outTLS.get(l.Host, l.PID)
 		if !ok {
-			k.host = c.strs.get(l.Host)
+			k := sessKey{c.strs.get(l.Host), l.PID}
 			t = &smtpTLS{}
 			t.idle.Value = k
-			c.outTLS[k] = t
+			c.outTLS.set(k.host, k.pid, t)
 		}
 		t.tls = c.tls(e)
 		t.peer = c.strs.get(e.Peer)
@@ -443,9 +439,9 @@ func (c *Correlator) feed(lp *mtalog.Line, e *Event, emit func(*record.Record)) 
 			m.rec.MailFrom = c.strs.ptr(e.From)
 		}
 	case KindRemoved:
-		if m, ok := c.msgs[key{l.Host, e.QueueID}]; ok {
+		if m, ok := c.msgs.get(l.Host, e.QueueID); ok {
 			c.touch(m, l.Time)
-			delete(c.msgs, key{l.Host, e.QueueID})
+			c.msgs.delete(l.Host, e.QueueID)
 			m.open--
 			if m.open <= 0 {
 				c.idleMsgs.Remove(&m.idle)
@@ -459,17 +455,17 @@ func (c *Correlator) feed(lp *mtalog.Line, e *Event, emit func(*record.Record)) 
 		n := c.message(l, e.NewQID, emit)
 		n.rec.ParentQueueID = strings.Clone(e.QueueID)
 		n.rec.Flags = appendFlag(n.rec.Flags, FlagDSN)
-		if m, ok := c.msgs[key{l.Host, e.QueueID}]; ok {
+		if m, ok := c.msgs.get(l.Host, e.QueueID); ok {
 			c.touch(m, l.Time)
 		}
 	case KindDiagnostic, KindInfo:
 		if e.Daemon == "smtpd" && e.Level != "" && l.PID != 0 {
-			if s, ok := c.sessions[sessKey{l.Host, l.PID}]; ok {
+			if s, ok := c.sessions.get(l.Host, l.PID); ok {
 				s.rec.Errors = appendBounded(s.rec.Errors, e.Level+": "+e.Text)
 			}
 		}
 	}
-	if len(c.msgs) > c.maxOpen || len(c.sessions) > c.maxOpen {
+	if c.msgs.len() > c.maxOpen || c.sessions.len() > c.maxOpen {
 		c.evictOldest(emit)
 	}
 	return true
@@ -492,15 +488,14 @@ func appendFlag(flags []string, f string) []string {
 }
 
 func (c *Correlator) session(l *mtalog.Line, e *Event) *session {
-	k := sessKey{l.Host, l.PID}
-	s, ok := c.sessions[k]
+	s, ok := c.sessions.get(l.Host, l.PID)
 	if !ok {
-		k.host = c.strs.get(l.Host)
+		k := sessKey{c.strs.get(l.Host), l.PID}
 		s = c.newSession()
 		s.rec.Type, s.rec.Source, s.rec.Host = record.TypeSession, record.SourcePostfix, k.host
 		s.rec.Timestamp, s.rec.Flags = l.Time, append(s.rec.Flags, FlagIncomplete)
 		s.idle.Value = k
-		c.sessions[k] = s
+		c.sessions.set(k.host, k.pid, s)
 	}
 	if s.rec.ClientIP == "" && e.ClientIP != "" {
 		s.rec.ClientIP = c.strs.get(e.ClientIP)
@@ -510,9 +505,8 @@ func (c *Correlator) session(l *mtalog.Line, e *Event) *session {
 }
 
 func (c *Correlator) connect(l *mtalog.Line, e *Event, emit func(*record.Record)) {
-	k := sessKey{l.Host, l.PID}
-	if old, ok := c.sessions[k]; ok { // a disconnect we never saw
-		delete(c.sessions, k)
+	if old, ok := c.sessions.get(l.Host, l.PID); ok { // a disconnect we never saw
+		c.sessions.delete(l.Host, l.PID)
 		c.idleSess.Remove(&old.idle)
 		c.emitSession(old, emit)
 	}
@@ -588,7 +582,7 @@ func appendDigits(b []byte, v, n int) []byte {
 
 func (c *Correlator) disconnect(l *mtalog.Line, e *Event, emit func(*record.Record)) {
 	s := c.session(l, e)
-	delete(c.sessions, sessKey{l.Host, l.PID})
+	c.sessions.delete(l.Host, l.PID)
 	c.idleSess.Remove(&s.idle)
 	s.rec.End = l.Time
 	if s.rec.CloseReason == "" {
@@ -654,7 +648,7 @@ func (c *Correlator) client(l *mtalog.Line, e *Event) {
 	if e.SASLUser != "" {
 		m.rec.Username = c.strs.get(e.SASLUser)
 	}
-	if s, ok := c.sessions[sessKey{l.Host, l.PID}]; ok {
+	if s, ok := c.sessions.get(l.Host, l.PID); ok {
 		c.touchSession(s, l.Time)
 		s.rec.Messages++
 		m.rec.SessionID = s.rec.SessionID
@@ -675,7 +669,7 @@ func (c *Correlator) client(l *mtalog.Line, e *Event) {
 
 // lookupOrNew returns the open message of a queue ID, creating it.
 func (c *Correlator) lookupOrNew(l *mtalog.Line, qid string) (*message, bool) {
-	if m, ok := c.msgs[key{l.Host, qid}]; ok {
+	if m, ok := c.msgs.get(l.Host, qid); ok {
 		c.touch(m, l.Time)
 		return m, false
 	}
@@ -686,7 +680,7 @@ func (c *Correlator) lookupOrNew(l *mtalog.Line, qid string) (*message, bool) {
 	m.open, m.members = 1, append(m.members, q)
 	m.idle.Value = m
 	c.touch(m, l.Time)
-	c.msgs[key{host, q}] = m
+	c.msgs.set(host, q, m)
 	return m, true
 }
 
@@ -808,7 +802,7 @@ func (c *Correlator) delivery(l *mtalog.Line, e *Event, emit func(*record.Record
 	if e.QueueID != m.rec.QueueID {
 		d.QueueID = strings.Clone(e.QueueID)
 	}
-	if t, ok := c.outTLS[sessKey{l.Host, l.PID}]; ok && t.peer == e.Relay {
+	if t, ok := c.outTLS.get(l.Host, l.PID); ok && t.peer == e.Relay {
 		m.rec.UpstreamTLS = t.tls
 	}
 	c.addDelivery(m, d)
@@ -864,8 +858,7 @@ func (m *message) rcptIndex(rcpt string) int {
 // link joins the message re-injected as qid (by a content filter that
 // answered "queued as qid") into m's story.
 func (c *Correlator) link(l *mtalog.Line, m *message, qid string) bool {
-	k := key{l.Host, qid}
-	n, ok := c.msgs[k]
+	n, ok := c.msgs.get(l.Host, qid)
 	if !ok {
 		// Already complete and lingering?
 		for _, x := range c.lingering {
@@ -883,8 +876,8 @@ func (c *Correlator) link(l *mtalog.Line, m *message, qid string) bool {
 	}
 	// Move n's members and deliveries into m.
 	for _, q := range n.members {
-		if c.msgs[key{l.Host, q}] == n {
-			c.msgs[key{m.rec.Host, q}] = m // keys of the correlator's own strings
+		if x, _ := c.msgs.get(l.Host, q); x == n {
+			c.msgs.set(m.rec.Host, q, m) // keys of the correlator's own strings
 			m.open++
 		}
 		if len(m.members) < maxMembers {
@@ -918,8 +911,8 @@ func (c *Correlator) link(l *mtalog.Line, m *message, qid string) bool {
 // finish completes m at once, whatever members are still open.
 func (c *Correlator) finish(m *message, t time.Time, emit func(*record.Record)) {
 	for _, q := range m.members {
-		if c.msgs[key{m.rec.Host, q}] == m {
-			delete(c.msgs, key{m.rec.Host, q})
+		if x, _ := c.msgs.get(m.rec.Host, q); x == m {
+			c.msgs.delete(m.rec.Host, q)
 		}
 	}
 	m.open = 0
@@ -1096,8 +1089,9 @@ func (c *Correlator) Flush(before time.Time, emit func(*record.Record)) {
 		if !ok {
 			break
 		}
-		sess = append(sess, c.sessions[k])
-		delete(c.sessions, k)
+		s, _ := c.sessions.get(k.host, k.pid)
+		sess = append(sess, s)
+		c.sessions.delete(k.host, k.pid)
 	}
 	sort.SliceStable(sess, func(i, j int) bool { return sess[i].rec.Timestamp.Before(sess[j].rec.Timestamp) })
 	for _, s := range sess {
@@ -1109,7 +1103,7 @@ func (c *Correlator) Flush(before time.Time, emit func(*record.Record)) {
 		if !ok {
 			break
 		}
-		delete(c.outTLS, k)
+		c.outTLS.delete(k.host, k.pid)
 	}
 }
 
@@ -1117,16 +1111,17 @@ func (c *Correlator) Flush(before time.Time, emit func(*record.Record)) {
 func (c *Correlator) dropKeys(m *message) {
 	if len(m.members) >= maxMembers {
 		// Not every key may be among the members.
-		for k, x := range c.msgs {
+		c.msgs.all(func(host, qid string, x *message) bool {
 			if x == m {
-				delete(c.msgs, k)
+				c.msgs.delete(host, qid)
 			}
-		}
+			return true
+		})
 		return
 	}
 	for _, q := range m.members {
-		if k := (key{m.rec.Host, q}); c.msgs[k] == m {
-			delete(c.msgs, k)
+		if x, _ := c.msgs.get(m.rec.Host, q); x == m {
+			c.msgs.delete(m.rec.Host, q)
 		}
 	}
 }
@@ -1143,13 +1138,15 @@ func sortMessages(ms []*message) {
 // evictOldest flushes the least recently seen tenth of the open messages and
 // sessions when the bound is exceeded.
 func (c *Correlator) evictOldest(emit func(*record.Record)) {
-	times := make([]time.Time, 0, len(c.msgs)+len(c.sessions))
-	for _, m := range c.msgs {
+	times := make([]time.Time, 0, c.msgs.len()+c.sessions.len())
+	c.msgs.all(func(_, _ string, m *message) bool {
 		times = append(times, m.last)
-	}
-	for _, s := range c.sessions {
+		return true
+	})
+	c.sessions.all(func(_ string, _ int, s *session) bool {
 		times = append(times, s.last)
-	}
+		return true
+	})
 	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
 	cut := times[len(times)/10]
 	c.Flush(cut.Add(time.Nanosecond), emit)

@@ -87,10 +87,11 @@ func (c *Correlator) Snapshot() ([]byte, error) {
 		return len(s.Messages) - 1
 	}
 	// In a stable order, so that equal states make equal snapshots.
-	keys := make([]key, 0, len(c.msgs))
-	for k := range c.msgs {
-		keys = append(keys, k)
-	}
+	keys := make([]key, 0, c.msgs.len())
+	c.msgs.all(func(host, qid string, _ *message) bool {
+		keys = append(keys, key{host, qid})
+		return true
+	})
 	sort.Slice(keys, func(i, j int) bool {
 		if keys[i].host != keys[j].host {
 			return keys[i].host < keys[j].host
@@ -98,7 +99,8 @@ func (c *Correlator) Snapshot() ([]byte, error) {
 		return keys[i].qid < keys[j].qid
 	})
 	for _, k := range keys {
-		i := add(c.msgs[k])
+		m, _ := c.msgs.get(k.host, k.qid)
+		i := add(m)
 		s.Messages[i].Keys = append(s.Messages[i].Keys, snapKey{k.host, k.qid})
 	}
 	for _, m := range c.lingering {
@@ -107,9 +109,10 @@ func (c *Correlator) Snapshot() ([]byte, error) {
 			s.Lingering = append(s.Lingering, add(m))
 		}
 	}
-	for k, ss := range c.sessions {
-		s.Sessions = append(s.Sessions, snapSession{Host: k.host, PID: k.pid, Rec: ss.rec, Last: ss.last, Warnings: ss.warnings})
-	}
+	c.sessions.all(func(host string, pid int, ss *session) bool {
+		s.Sessions = append(s.Sessions, snapSession{Host: host, PID: pid, Rec: ss.rec, Last: ss.last, Warnings: ss.warnings})
+		return true
+	})
 	sort.Slice(s.Sessions, func(i, j int) bool {
 		a, b := s.Sessions[i], s.Sessions[j]
 		if a.Host != b.Host {
@@ -117,9 +120,10 @@ func (c *Correlator) Snapshot() ([]byte, error) {
 		}
 		return a.PID < b.PID
 	})
-	for k, t := range c.outTLS {
-		s.OutTLS = append(s.OutTLS, snapTLS{Host: k.host, PID: k.pid, TLS: *t.tls, Peer: t.peer, Seen: t.idle.Last()})
-	}
+	c.outTLS.all(func(host string, pid int, t *smtpTLS) bool {
+		s.OutTLS = append(s.OutTLS, snapTLS{Host: host, PID: pid, TLS: *t.tls, Peer: t.peer, Seen: t.idle.Last()})
+		return true
+	})
 	sort.Slice(s.OutTLS, func(i, j int) bool {
 		a, b := s.OutTLS[i], s.OutTLS[j]
 		if a.Host != b.Host {
@@ -136,7 +140,7 @@ func (c *Correlator) Restore(b []byte) error {
 	if err := mtalog.DecodeSnapshot("postfix", b, &s, snapshotVersion, func() int { return s.V }); err != nil {
 		return err
 	}
-	if len(c.msgs) > 0 || len(c.sessions) > 0 || len(c.outTLS) > 0 || len(c.lingering) > 0 {
+	if c.msgs.len() > 0 || c.sessions.len() > 0 || c.outTLS.len() > 0 || len(c.lingering) > 0 {
 		return fmt.Errorf("postfix snapshot: restore into a correlator in use")
 	}
 	c.now, c.seq = s.Now, s.Seq
@@ -156,7 +160,7 @@ func (c *Correlator) Restore(b []byte) error {
 		}
 		ms[i] = m
 		for _, k := range sm.Keys {
-			c.msgs[key{c.strs.get(k.Host), k.QID}] = m
+			c.msgs.set(c.strs.get(k.Host), k.QID, m)
 		}
 	}
 	// The queues of what is open, least recently seen first.
@@ -183,7 +187,7 @@ func (c *Correlator) Restore(b []byte) error {
 		c.intern(&ss.Rec)
 		x := &session{rec: ss.Rec, warnings: ss.Warnings}
 		x.idle.Value = k
-		c.sessions[k] = x
+		c.sessions.set(k.host, k.pid, x)
 		c.touchSession(x, ss.Last)
 	}
 	sort.SliceStable(s.OutTLS, func(i, j int) bool { return s.OutTLS[i].Seen.Before(s.OutTLS[j].Seen) })
@@ -192,7 +196,7 @@ func (c *Correlator) Restore(b []byte) error {
 		tls := t.TLS
 		x := &smtpTLS{tls: &tls, peer: c.strs.get(t.Peer)}
 		x.idle.Value = k
-		c.outTLS[k] = x
+		c.outTLS.set(k.host, k.pid, x)
 		c.idleTLS.Touch(&x.idle, t.Seen)
 	}
 	return nil
