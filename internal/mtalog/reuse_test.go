@@ -152,3 +152,55 @@ func TestDetach(t *testing.T) {
 		t.Errorf("a Message outside Raw was not copied: %q", d2.Message)
 	}
 }
+
+// TestReuseBuffersClaimant: the reading goroutine remembers the program of
+// a batch's last line and the dialect that claims it; a batch used again
+// must not trust that memory, whose bytes lie in a chunk released and read
+// over since. Here lines of two programs of the same length, claimed by
+// two dialects (Postfix's queue manager and Sendmail's queue runner),
+// alternate in blocks at fixed offsets of fixed-size chunks, so a
+// remembered program's bytes are soon those of the other: trusted, they
+// would hand Sendmail's lines to Postfix. Every line must go to the same
+// dialect as without reuse.
+func TestReuseBuffersClaimant(t *testing.T) {
+	var data bytes.Buffer
+	for block := range 200 {
+		prog := "postfix/qmgr"
+		if block%2 == 1 {
+			prog = "sm-msp-queue" // as long as "postfix/qmgr"
+		}
+		for i := range 50 {
+			// 64 bytes a line: sixteen to a 1 KiB chunk, always at the
+			// same offsets.
+			fmt.Fprintf(&data, "Dec  1 00:%02d:%02d mx %s[%05d]: 0123456789ABCD: removed\n", block%60, i%60, prog, 10000+i)
+		}
+	}
+	run := func(reuse bool) mtalog.Stats {
+		ds := []mtalog.Dialect{postfix.Dialect(), sendmail.Dialect()}
+		p, err := mtalog.NewPipeline(mtalog.PipelineOptions{
+			Dialects:     ds,
+			Handler:      record.HandlerFunc(func(context.Context, *record.Record) error { return nil }),
+			Recycle:      true,
+			ReuseBuffers: reuse,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		opt := mtalog.ReaderOptions{Ref: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), Parse: mtalog.Parsers(ds)}
+		if reuse {
+			mtalog.SetTestChunking(p, &opt, 7, 1024, false)
+		}
+		if err := p.Run(context.Background(), mtalog.ReaderSource(bytes.NewReader(data.Bytes()), opt)); err != nil {
+			t.Fatal(err)
+		}
+		if reuse && mtalog.ReusedChunks(p) == 0 {
+			t.Fatal("no chunk buffer was reused")
+		}
+		return p.Stats()
+	}
+	want, got := run(false), run(true)
+	if fmt.Sprint(got.PerMTA, got.Unparsed, got.Records) != fmt.Sprint(want.PerMTA, want.Unparsed, want.Records) {
+		t.Errorf("with reused buffers: per MTA %v, unparsed %v, %d records; without: %v, %v, %d",
+			got.PerMTA, got.Unparsed, got.Records, want.PerMTA, want.Unparsed, want.Records)
+	}
+}
