@@ -206,23 +206,21 @@ func diagLevel(msg string) string {
 	if msg == "" {
 		return ""
 	}
+	var lv string // the one level its first letter allows
 	switch msg[0] {
 	case 'w':
-		if strings.HasPrefix(msg, "warning: ") {
-			return "warning"
-		}
+		lv = "warning"
 	case 'e':
-		if strings.HasPrefix(msg, "error: ") {
-			return "error"
-		}
+		lv = "error"
 	case 'f':
-		if strings.HasPrefix(msg, "fatal: ") {
-			return "fatal"
-		}
+		lv = "fatal"
 	case 'p':
-		if strings.HasPrefix(msg, "panic: ") {
-			return "panic"
-		}
+		lv = "panic"
+	default:
+		return ""
+	}
+	if n := len(lv); len(msg) > n+1 && msg[:n] == lv && msg[n] == ':' && msg[n+1] == ' ' {
+		return lv
 	}
 	return ""
 }
