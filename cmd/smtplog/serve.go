@@ -155,7 +155,8 @@ incomplete.`,
 			// Records from MTA logs wait for a store that falls behind
 			// (the followed file or the TCP sender is read more slowly)
 			// where the SMTP server's answer 451.
-			mtaHandler := outputs(&storeLoader{st: st, log: log}, hub, extra...)
+			loader := &storeLoader{st: st, log: log}
+			mtaHandler := outputs(loader, hub, extra...)
 			var routes []web.Route
 			if up.addr == "" {
 				cp, err := cf.open(st, handler, log)
@@ -184,6 +185,7 @@ incomplete.`,
 				flushAfter: flushAft, flushEvery: flushEv, queue: 4096, host: mtaHost}
 			var g group
 			gctx := g.start(ctx)
+			loader.stopping = gctx.Done()
 			for _, path := range ingest {
 				g.run(func() error { return mi.followFile(gctx, path) })
 			}

@@ -33,11 +33,18 @@ type mtaInputs struct {
 
 // storeLoader stores the records of MTA inputs with Store.Load: while
 // the store is behind, an input waits (and with it the file it follows or
-// the TCP sender it reads) instead of failing, which would stop serve. It
-// says so in the log, at most once a minute.
+// the TCP sender it reads) instead of failing, which would stop serve and
+// lose the lines read. It says so in the log, at most once a minute. A
+// store that inserts nothing at all (Load gives up after a minute) is
+// waited for again until serve stops: the lines wait in the file or the
+// sender meanwhile; once serve is stopping, the error ends the input.
 type storeLoader struct {
-	st  *store.Store
+	st interface {
+		Load(context.Context, []*record.Record) error
+	} // a *store.Store
 	log *slog.Logger
+	// stopping is closed when serve stops; set before the inputs start.
+	stopping <-chan struct{}
 
 	mu     sync.Mutex
 	logged time.Time
@@ -45,16 +52,30 @@ type storeLoader struct {
 
 func (l *storeLoader) Handle(ctx context.Context, r *record.Record) error {
 	t := time.Now()
-	err := l.st.Load(ctx, []*record.Record{r})
-	if d := time.Since(t); d >= time.Second {
-		l.mu.Lock()
-		if time.Since(l.logged) >= time.Minute {
-			l.logged = time.Now()
-			l.log.Warn("store behind: log inputs wait for it", "waited", d.Round(time.Millisecond))
+	for {
+		err := l.st.Load(ctx, []*record.Record{r})
+		stuck := errors.Is(err, store.ErrBusy) && ctx.Err() == nil
+		if d := time.Since(t); d >= time.Second {
+			l.mu.Lock()
+			if time.Since(l.logged) >= time.Minute {
+				l.logged = time.Now()
+				if stuck {
+					l.log.Error("store inserts nothing; log inputs keep waiting for it", "waited", d.Round(time.Second), "err", err)
+				} else {
+					l.log.Warn("store behind: log inputs wait for it", "waited", d.Round(time.Millisecond))
+				}
+			}
+			l.mu.Unlock()
 		}
-		l.mu.Unlock()
+		if !stuck {
+			return err
+		}
+		select {
+		case <-l.stopping:
+			return err
+		default:
+		}
 	}
-	return err
 }
 
 // pipeline returns a new pipeline for one source.
