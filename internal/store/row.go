@@ -156,8 +156,13 @@ func (s *Store) prepareRow(r *record.Record) (*row, error) {
 		kinds[query.NormAddr(d.Rcpt)] |= kindDelivered
 	}
 	for _, a := range query.Recipients(r) {
-		rw.rcpts = append(rw.rcpts, rcptRow{addr: a, domain: nullStr(query.Domain(a)), kind: kinds[a]})
+		d := query.Domain(a)
+		rw.rcpts = append(rw.rcpts, rcptRow{addr: a, domain: nullStr(d), kind: kinds[a]})
 		rw.hashes = append(rw.hashes, termHash(tagRcpt, a))
+		if d != "" {
+			// Repeats of a domain are dropped with the batch's (sortTerms).
+			rw.hashes = append(rw.hashes, termHash(tagRcptDom, d))
+		}
 	}
 	rw.rejected = r.RejectedRcpt
 	rw.deliveries = r.Deliveries

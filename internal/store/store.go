@@ -285,6 +285,11 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err := rebuildRollups(ctx, s.w, opts.Logger); err != nil {
 		return fail(err)
 	}
+	if !s.shared {
+		if err := backfillRcptDomains(ctx, s.w, opts.Logger); err != nil {
+			return fail(err)
+		}
+	}
 	if !s.memory {
 		s.r, err = sql.Open("sqlite", "file:"+url.PathEscape(path)+"?"+params(opts, true).Encode())
 		if err != nil {

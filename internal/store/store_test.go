@@ -826,3 +826,73 @@ func TestLoadGivesUpOnStalledWriter(t *testing.T) {
 		t.Errorf("%d records, %d distinct", recs, distinct)
 	}
 }
+
+// A store written before schema version 6 has no recipient-domain terms:
+// the next open adds them (backfill.go), so that searches by recipient
+// domain find its earlier records, and drops the progress table.
+func TestRcptDomainBackfill(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bf.db")
+	recs := corpus()
+	s := openTest(t, path, Options{})
+	fill(t, s, recs)
+	domains := map[string]bool{}
+	for _, r := range recs {
+		for _, a := range query.Recipients(r) {
+			if d := query.Domain(a); d != "" {
+				domains[d] = true
+			}
+		}
+	}
+	want := map[string]int{}
+	for d := range domains {
+		want[d] = len(searchAll(t, s, query.MustParse("to:@"+d, t0), 500))
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	// Back to how an earlier version left it: no 'd' terms, and the
+	// progress table migration 0006 makes.
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.Query(`SELECT record_id, domain, ts FROM rcpts WHERE domain IS NOT NULL`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gone []term
+	for rows.Next() {
+		var id, ts int64
+		var d string
+		if err := rows.Scan(&id, &d, &ts); err != nil {
+			t.Fatal(err)
+		}
+		gone = append(gone, term{bucketOf(ts), termHash(tagRcptDom, d), id})
+	}
+	rows.Close()
+	for _, g := range gone {
+		if _, err := db.Exec(`DELETE FROM terms WHERE bucket = ? AND h = ? AND rid = ?`, g.bucket, g.h, g.rid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS rcpt_domain_backfill (one INTEGER PRIMARY KEY CHECK (one = 1), done INTEGER NOT NULL);
+		INSERT OR REPLACE INTO rcpt_domain_backfill VALUES (1, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if len(gone) == 0 {
+		t.Fatal("no recipient domains in the corpus")
+	}
+
+	s = openTest(t, path, Options{})
+	for d, n := range want {
+		if got := len(searchAll(t, s, query.MustParse("to:@"+d, t0), 500)); got != n || n == 0 {
+			t.Errorf("to:@%s after the backfill: %d records, want %d (> 0)", d, got, n)
+		}
+	}
+	var tables int
+	if err := s.r.QueryRow(`SELECT count(*) FROM sqlite_master WHERE name = 'rcpt_domain_backfill'`).Scan(&tables); err != nil || tables != 0 {
+		t.Errorf("progress table still there (%d, %v)", tables, err)
+	}
+}

@@ -33,6 +33,7 @@ const (
 	tagSender    byte = 'f' // records.mail_from, not the null sender
 	tagClientIP  byte = 'i' // records.client_ip
 	tagRcpt      byte = 'r' // rcpts.addr
+	tagRcptDom   byte = 'd' // rcpts.domain
 	tagDelivQID  byte = 'q' // deliveries.queue_id
 )
 
