@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
-	"strings"
 )
 
 // backfillWindow is how many record ids one backfill transaction covers.
@@ -70,29 +69,18 @@ func backfillWindowTx(ctx context.Context, db *sql.DB, lo, hi int64) error {
 	if err := rows.Close(); err != nil {
 		return err
 	}
-	ts = sortTerms(ts)
-	const perStmt = 500
-	for len(ts) > 0 {
-		k := min(len(ts), perStmt)
-		args := make([]any, 0, 3*k)
-		for _, t := range ts[:k] {
-			args = append(args, t.bucket, t.h, t.rid)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO terms (bucket, h, rid) VALUES `+
-			strings.TrimSuffix(strings.Repeat("(?, ?, ?), ", k), ", "), args...); err != nil {
-			return err
-		}
-		bs := make([]any, 0, k)
-		for i, t := range ts[:k] {
-			if i == 0 || t.bucket != ts[i-1].bucket {
-				bs = append(bs, t.bucket)
+	terms, buckets := termArgs(ts)
+	for _, x := range []struct {
+		t    table
+		args []any
+	}{{tTerms, terms}, {tBuckets, buckets}} {
+		for args := x.args; len(args) > 0; {
+			n := min(len(args), rowsPerStmt*x.t.cols)
+			if _, err := tx.ExecContext(ctx, x.t.sql(n/x.t.cols), args[:n]...); err != nil {
+				return err
 			}
+			args = args[n:]
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO buckets (b) VALUES `+
-			strings.TrimSuffix(strings.Repeat("(?), ", len(bs)), ", "), bs...); err != nil {
-			return err
-		}
-		ts = ts[k:]
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE rcpt_domain_backfill SET done = ? WHERE one = 1`, hi); err != nil {
 		return err

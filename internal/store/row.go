@@ -365,7 +365,7 @@ func nextID(ctx context.Context, tx *sql.Tx) (int64, error) {
 // refused recipients, deliveries, reply codes, full text, terms and
 // roll-ups.
 func (in *inserts) index(ctx context.Context, tx *sql.Tx, rws []*row) error {
-	var rcpts, rejected, deliveries, codes, fts, terms, buckets []any
+	var rcpts, rejected, deliveries, codes, fts []any
 	var ts []term
 	for _, rw := range rws {
 		id := rw.id
@@ -390,14 +390,7 @@ func (in *inserts) index(ctx context.Context, tx *sql.Tx, rws []*row) error {
 			fts = append(fts, id, rw.text)
 		}
 	}
-	// In key order, so that the B-tree is walked once, page after page.
-	ts = sortTerms(ts)
-	for i, t := range ts {
-		terms = append(terms, t.bucket, t.h, t.rid)
-		if i == 0 || t.bucket != ts[i-1].bucket {
-			buckets = append(buckets, t.bucket)
-		}
-	}
+	terms, buckets := termArgs(ts)
 	for _, x := range []struct {
 		t    table
 		args []any

@@ -535,17 +535,7 @@ func TestBackpressure(t *testing.T) {
 	s := openTest(t, "", Options{QueueSize: 2, BusyTimeout: 50 * time.Millisecond})
 	ctx := context.Background()
 	// Hold the writer in a job so the queue fills.
-	release := make(chan struct{})
-	held := make(chan struct{})
-	jobDone := make(chan error, 1)
-	go func() {
-		jobDone <- s.do(ctx, func(context.Context, *sql.Tx) error {
-			close(held)
-			<-release
-			return nil
-		})
-	}()
-	<-held
+	release := holdWriter(t, s)
 	rec := &record.Record{Type: record.TypeMessage, Timestamp: t0, Status: record.StatusAccepted}
 	results := make(chan error, 2)
 	for i := 0; i < 2; i++ { // fill the queue (or the acknowledgement log)
@@ -568,10 +558,7 @@ func TestBackpressure(t *testing.T) {
 	if err := s.Handle(short, rec); !errors.Is(err, ErrBusy) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Handle with a short ctx: %v", err)
 	}
-	close(release)
-	if err := <-jobDone; err != nil {
-		t.Fatal(err)
-	}
+	release()
 	for i := 0; i < 2; i++ {
 		if err := <-results; err != nil {
 			t.Errorf("queued Handle: %v", err)

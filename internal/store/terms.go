@@ -84,6 +84,20 @@ func sortTerms(ts []term) []term {
 	return slices.Compact(ts)
 }
 
+// termArgs sorts ts (sortTerms) and returns the values of its rows of
+// terms and of the buckets they name, for tTerms and tBuckets: in key
+// order, so that the B-tree is walked once, page after page.
+func termArgs(ts []term) (terms, buckets []any) {
+	ts = sortTerms(ts)
+	for i, t := range ts {
+		terms = append(terms, t.bucket, t.h, t.rid)
+		if i == 0 || t.bucket != ts[i-1].bucket {
+			buckets = append(buckets, t.bucket)
+		}
+	}
+	return terms, buckets
+}
+
 // bucketRange is the range of buckets a lookup probes: all of them, or
 // those that a time range [lo, hi) of timestamps in Unix nanoseconds can
 // fall in.
