@@ -169,12 +169,12 @@ var (
 	rawDoomedClear   = []string{`DELETE FROM raw_doomed`, `DELETE FROM raw_doomed_records`}
 	rawDoomedRecords = []string{
 		`INSERT OR IGNORE INTO raw_doomed_records SELECT id, session_id FROM records
-			WHERE queue_id IN (SELECT queue_id FROM raw_doomed) AND type = 'message'`,
+			WHERE queue_id IN (SELECT queue_id FROM raw_doomed) AND type = 'message' AND source = 'capture'`,
 		// Session records whose every message goes.
 		`INSERT OR IGNORE INTO raw_doomed_records SELECT s.id, s.session_id FROM records s
 			WHERE s.session_id IN (SELECT session_id FROM raw_doomed_records WHERE session_id IS NOT NULL)
-			AND s.type = 'session'
-			AND NOT EXISTS (SELECT 1 FROM records m WHERE m.session_id = s.session_id AND m.type = 'message'
+			AND s.type = 'session' AND s.source = 'capture'
+			AND NOT EXISTS (SELECT 1 FROM records m WHERE m.session_id = s.session_id AND m.type = 'message' AND m.source = 'capture'
 				AND m.id NOT IN (SELECT id FROM raw_doomed_records))`,
 	}
 	rawDoomedMaxID = `SELECT coalesce(max(id), 0) FROM raw_doomed_records`

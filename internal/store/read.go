@@ -138,7 +138,8 @@ func (s *Store) Message(ctx context.Context, id int64) (Item, error) {
 // Session returns the records of one SMTP session (the session record and
 // its message records), oldest first, with transcripts.
 func (s *Store) Session(ctx context.Context, sessionID string) ([]Item, error) {
-	items, err := s.lookup(ctx, "r.session_id = ?", sessionID)
+	b := newSQLBuilder(nil)
+	items, err := s.lookup(ctx, b.sessionID(sessionID), b.args...)
 	if err == nil && len(items) == 0 {
 		err = fmt.Errorf("session %q: %w", sessionID, ErrNotFound)
 	}
@@ -166,9 +167,7 @@ func (s *Store) ByQueueID(ctx context.Context, queueID string) ([]Item, error) {
 		return nil, nil
 	}
 	b := newSQLBuilder(nil)
-	where := "r.queue_id = " + b.arg(queueID) + " OR (" + b.termSQL(tagDelivQID, queueID) +
-		" AND EXISTS (SELECT 1 FROM deliveries d WHERE d.record_id = r.id AND d.queue_id = " + b.arg(queueID) + "))"
-	return s.lookup(ctx, where, b.args...)
+	return s.lookup(ctx, b.queueID(queueID), b.args...)
 }
 
 func (s *Store) lookup(ctx context.Context, where string, args ...any) ([]Item, error) {

@@ -114,10 +114,18 @@ func (s *Store) prepareRow(r *record.Record) (*row, error) {
 	if id := query.NormMessageID(r.MessageID); id != "" {
 		rw.hashes = append(rw.hashes, termHash(tagMessageID, id))
 	}
+	// A queue ID shares its tag with those of the deliveries: one probe
+	// finds a message by its own and by a re-injected copy's.
+	if r.QueueID != "" {
+		rw.hashes = append(rw.hashes, termHash(tagQueueID, r.QueueID))
+	}
 	for _, d := range r.Deliveries {
 		if d.QueueID != "" {
-			rw.hashes = append(rw.hashes, termHash(tagDelivQID, d.QueueID))
+			rw.hashes = append(rw.hashes, termHash(tagQueueID, d.QueueID))
 		}
+	}
+	if r.SessionID != "" {
+		rw.hashes = append(rw.hashes, termHash(tagSession, r.SessionID))
 	}
 	tls := 0
 	if query.TLSUsed(r) {

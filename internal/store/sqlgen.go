@@ -118,6 +118,18 @@ func (b *sqlBuilder) pattern(col string, p query.Pattern) string {
 	return "0"
 }
 
+// queueID is true for the records with queue ID q, as their own or as a
+// delivery's (a re-injected copy's).
+func (b *sqlBuilder) queueID(q string) string {
+	return "(" + b.termSQL(tagQueueID, q) + " AND (r.queue_id = " + b.arg(q) +
+		" OR EXISTS (SELECT 1 FROM deliveries d WHERE d.record_id = r.id AND d.queue_id = " + b.arg(q) + ")))"
+}
+
+// sessionID is true for the records of session id.
+func (b *sqlBuilder) sessionID(id string) string {
+	return "(" + b.termSQL(tagSession, id) + " AND r.session_id = " + b.arg(id) + ")"
+}
+
 // rcptDomain is true for the records with a recipient at domain d: found
 // through the terms of the time range's buckets, not through an index on
 // rcpts.domain, whose entries, ordered by domain, every new batch would
@@ -162,10 +174,9 @@ func (b *sqlBuilder) term(t *query.Term) (string, error) {
 	case query.FieldMsgID:
 		return "(" + b.termSQL(tagMessageID, t.Pattern.S) + " AND r.message_id = " + b.arg(t.Pattern.S) + ")", nil
 	case query.FieldQueue:
-		return "(r.queue_id = " + b.arg(t.Pattern.S) + " OR (" + b.termSQL(tagDelivQID, t.Pattern.S) +
-			" AND EXISTS (SELECT 1 FROM deliveries d WHERE d.record_id = r.id AND d.queue_id = " + b.arg(t.Pattern.S) + ")))", nil
+		return b.queueID(t.Pattern.S), nil
 	case query.FieldSession:
-		return "r.session_id = " + b.arg(t.Pattern.S), nil
+		return b.sessionID(t.Pattern.S), nil
 	case query.FieldIP:
 		lo, hi := prefixRange(t.Prefix)
 		s := "("

@@ -286,7 +286,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return fail(err)
 	}
 	if !s.shared {
-		if err := backfillRcptDomains(ctx, s.w, opts.Logger); err != nil {
+		if err := runBackfills(ctx, s.w, opts.Logger); err != nil {
 			return fail(err)
 		}
 	}

@@ -814,72 +814,114 @@ func TestLoadGivesUpOnStalledWriter(t *testing.T) {
 	}
 }
 
-// A store written before schema version 6 has no recipient-domain terms:
-// the next open adds them (backfill.go), so that searches by recipient
-// domain find its earlier records, and drops the progress table.
-func TestRcptDomainBackfill(t *testing.T) {
+// A store written before schema version 6 has no recipient-domain terms,
+// and one written before version 7 no terms of records' own queue IDs and
+// session IDs: the next open adds them (backfill.go), so that searches
+// and lookups find its earlier records, and drops the progress tables.
+func TestBackfills(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bf.db")
 	recs := corpus()
 	s := openTest(t, path, Options{})
 	fill(t, s, recs)
-	domains := map[string]bool{}
+	var queries []string
+	seen := map[string]bool{}
+	add := func(q string) {
+		if !seen[q] {
+			seen[q] = true
+			queries = append(queries, q)
+		}
+	}
 	for _, r := range recs {
 		for _, a := range query.Recipients(r) {
 			if d := query.Domain(a); d != "" {
-				domains[d] = true
+				add("to:@" + d)
 			}
+		}
+		if r.QueueID != "" {
+			add("queue:" + r.QueueID)
+		}
+		if r.SessionID != "" {
+			add("session:" + r.SessionID)
 		}
 	}
 	want := map[string]int{}
-	for d := range domains {
-		want[d] = len(searchAll(t, s, query.MustParse("to:@"+d, t0), 500))
+	for _, q := range queries {
+		want[q] = len(searchAll(t, s, query.MustParse(q, t0), 500))
+		if want[q] == 0 {
+			t.Fatalf("%s: nothing found before the backfill", q)
+		}
 	}
-	if err := s.Close(context.Background()); err != nil {
+	ctx := context.Background()
+	sessions := map[string]int{}
+	for _, r := range recs {
+		if r.SessionID != "" && sessions[r.SessionID] == 0 {
+			items, err := s.Session(ctx, r.SessionID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sessions[r.SessionID] = len(items)
+		}
+	}
+	if err := s.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
 
-	// Back to how an earlier version left it: no 'd' terms, and the
-	// progress table migration 0006 makes.
+	// Back to how earlier versions left it: no 'd' terms, no 's' terms,
+	// 'q' terms for deliveries' queue IDs only, and the progress tables
+	// migrations 0006 and 0007 make.
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := db.Query(`SELECT record_id, domain, ts FROM rcpts WHERE domain IS NOT NULL`)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var gone []term
-	for rows.Next() {
-		var id, ts int64
-		var d string
-		if err := rows.Scan(&id, &d, &ts); err != nil {
+	collect := func(q string, tag byte) {
+		rows, err := db.Query(q)
+		if err != nil {
 			t.Fatal(err)
 		}
-		gone = append(gone, term{bucketOf(ts), termHash(tagRcptDom, d), id})
+		defer rows.Close()
+		for rows.Next() {
+			var id, ts int64
+			var v string
+			if err := rows.Scan(&id, &ts, &v); err != nil {
+				t.Fatal(err)
+			}
+			gone = append(gone, term{bucketOf(ts), termHash(tag, v), id})
+		}
 	}
-	rows.Close()
+	collect(`SELECT record_id, ts, domain FROM rcpts WHERE domain IS NOT NULL`, tagRcptDom)
+	collect(`SELECT id, ts, session_id FROM records WHERE session_id IS NOT NULL`, tagSession)
+	collect(`SELECT id, ts, queue_id FROM records r WHERE queue_id IS NOT NULL
+		AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.record_id = r.id AND d.queue_id = r.queue_id)`, tagQueueID)
 	for _, g := range gone {
 		if _, err := db.Exec(`DELETE FROM terms WHERE bucket = ? AND h = ? AND rid = ?`, g.bucket, g.h, g.rid); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS rcpt_domain_backfill (one INTEGER PRIMARY KEY CHECK (one = 1), done INTEGER NOT NULL);
-		INSERT OR REPLACE INTO rcpt_domain_backfill VALUES (1, 0)`); err != nil {
-		t.Fatal(err)
+	for _, tb := range []string{"rcpt_domain_backfill", "key_terms_backfill"} {
+		if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS ` + tb + ` (one INTEGER PRIMARY KEY CHECK (one = 1), done INTEGER NOT NULL);
+			INSERT OR REPLACE INTO ` + tb + ` VALUES (1, 0)`); err != nil {
+			t.Fatal(err)
+		}
 	}
 	db.Close()
 	if len(gone) == 0 {
-		t.Fatal("no recipient domains in the corpus")
+		t.Fatal("no terms to take away in the corpus")
 	}
 
 	s = openTest(t, path, Options{})
-	for d, n := range want {
-		if got := len(searchAll(t, s, query.MustParse("to:@"+d, t0), 500)); got != n || n == 0 {
-			t.Errorf("to:@%s after the backfill: %d records, want %d (> 0)", d, got, n)
+	for _, q := range queries {
+		if got := len(searchAll(t, s, query.MustParse(q, t0), 500)); got != want[q] {
+			t.Errorf("%s after the backfill: %d records, want %d", q, got, want[q])
+		}
+	}
+	for id, n := range sessions {
+		if items, err := s.Session(ctx, id); err != nil || len(items) != n {
+			t.Errorf("Session(%q) after the backfill: %d records (%v), want %d", id, len(items), err, n)
 		}
 	}
 	var tables int
-	if err := s.r.QueryRow(`SELECT count(*) FROM sqlite_master WHERE name = 'rcpt_domain_backfill'`).Scan(&tables); err != nil || tables != 0 {
-		t.Errorf("progress table still there (%d, %v)", tables, err)
+	if err := s.r.QueryRow(`SELECT count(*) FROM sqlite_master WHERE name LIKE '%_backfill'`).Scan(&tables); err != nil || tables != 0 {
+		t.Errorf("progress tables still there (%d, %v)", tables, err)
 	}
 }

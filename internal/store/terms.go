@@ -34,7 +34,8 @@ const (
 	tagClientIP  byte = 'i' // records.client_ip
 	tagRcpt      byte = 'r' // rcpts.addr
 	tagRcptDom   byte = 'd' // rcpts.domain
-	tagDelivQID  byte = 'q' // deliveries.queue_id
+	tagQueueID   byte = 'q' // records.queue_id and deliveries.queue_id
+	tagSession   byte = 's' // records.session_id
 )
 
 // termHash is the 64-bit FNV-1a hash of tag followed by v, as stored in an
