@@ -925,3 +925,36 @@ func TestBackfills(t *testing.T) {
 		t.Errorf("progress tables still there (%d, %v)", tables, err)
 	}
 }
+
+// A new database gets pageSize pages; one made with SQLite's default
+// (by an earlier version) keeps its page size and works as before.
+func TestPageSize(t *testing.T) {
+	dir := t.TempDir()
+	old := filepath.Join(dir, "old.db")
+	db, err := sql.Open("sqlite", "file:"+old+"?_auto_vacuum=INCREMENTAL&_journal_mode=WAL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE early (x)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	for _, c := range []struct {
+		path string
+		want int
+	}{{filepath.Join(dir, "new.db"), pageSize}, {old, 4096}} {
+		s := openTest(t, c.path, Options{})
+		recs := corpus()
+		fill(t, s, recs)
+		var ps, av int
+		if err := s.r.QueryRow(`SELECT page_size, auto_vacuum FROM pragma_page_size, pragma_auto_vacuum`).Scan(&ps, &av); err != nil {
+			t.Fatal(err)
+		}
+		if ps != c.want || av != 2 {
+			t.Errorf("%s: page size %d, auto_vacuum %d; want %d and 2 (incremental)", filepath.Base(c.path), ps, av, c.want)
+		}
+		if got := searchAll(t, s, query.MustParse("", t0), 1000); len(got) != len(recs) {
+			t.Errorf("%s: %d records found, want %d", filepath.Base(c.path), len(got), len(recs))
+		}
+	}
+}
