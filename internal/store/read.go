@@ -76,6 +76,9 @@ func (s *Store) Search(ctx context.Context, q *query.Query, page Page) (Result, 
 	if b.probeText, err = s.textPlans(ctx, q, limit); err != nil {
 		return Result{}, err
 	}
+	if b.scanTerms, err = s.termPlans(ctx, q, b.buckets, limit); err != nil {
+		return Result{}, err
+	}
 	where := "1"
 	if q != nil && q.Expr != nil {
 		w, err := b.expr(q.Expr)

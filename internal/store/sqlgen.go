@@ -27,6 +27,12 @@ type sqlBuilder struct {
 	// checked record by record (see textPlans); the others are matched
 	// once and the record IDs looked up.
 	probeText map[string]bool
+	// scanTerms holds the hashes of the terms common enough in the
+	// buckets probed that the records are checked one by one instead
+	// (termPlans); seen, when not nil, collects the hashes termSQL is
+	// asked for.
+	scanTerms map[int64]bool
+	seen      map[int64]bool
 }
 
 func newSQLBuilder(q *query.Query) *sqlBuilder {
@@ -314,6 +320,71 @@ func (s *Store) textPlans(ctx context.Context, q *query.Query, page int) (map[st
 			return nil, fmt.Errorf("store: search: %w", err)
 		}
 		plans[ph] = n >= threshold
+	}
+	return plans, nil
+}
+
+// forceTermScan makes every term of a search checked record by record: for
+// tests.
+var forceTermScan bool
+
+// termPlans chooses, for each term (terms.go) a search of q looks up, how
+// it is checked; the others are probed. Probing costs a few µs per record
+// that has the term in the buckets of the range, all of which are then
+// read and sorted: for a common value (a large provider's domain, a busy
+// sender) that is tens of thousands of records for a page of 50. Checking
+// each record as the records of the range are walked newest first costs
+// about as much per record walked, and a page walks about
+// page/density of them (density = matches/records in the range). As for
+// free text (textPlans), with c1 per match and c2 per record walked, the
+// walk wins when matches² > (page·c2/c1)·records. Counting stops at that
+// threshold. Both forms select the same records.
+func (s *Store) termPlans(ctx context.Context, q *query.Query, br bucketRange, page int) (map[int64]bool, error) {
+	if q == nil || q.Expr == nil {
+		return nil, nil
+	}
+	c := newSQLBuilder(q)
+	c.seen = map[int64]bool{}
+	if _, err := c.expr(q.Expr); err != nil || len(c.seen) == 0 {
+		return nil, nil // the search itself reports the error
+	}
+	plans := map[int64]bool{}
+	if forceTermScan {
+		for h := range c.seen {
+			plans[h] = true
+		}
+		return plans, nil
+	}
+	var rng string
+	var args []any
+	if br != allBuckets() {
+		rng = " WHERE b BETWEEN ? AND ?"
+		args = []any{br.lo, br.hi}
+	}
+	// The records in the range, estimated as the store's share of its
+	// buckets in the range.
+	var records, all, in int64
+	if err := s.r.QueryRowContext(ctx, `SELECT coalesce(max(id), 0), (SELECT count(*) FROM buckets),
+		(SELECT count(*) FROM buckets`+rng+`) FROM records`, args...).Scan(&records, &all, &in); err != nil {
+		return nil, fmt.Errorf("store: search: %w", err)
+	}
+	if all > 0 {
+		records = records * in / all
+	}
+	const perWalkedOverMatch = 2
+	threshold := int64(math.Sqrt(float64(page) * perWalkedOverMatch * float64(records)))
+	if threshold < 1000 {
+		return nil, nil // few records in the range: probing is cheap whatever the value
+	}
+	for h := range c.seen {
+		var n int64
+		err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM buckets bk CROSS JOIN terms t
+			ON t.bucket = bk.b AND t.h = ?`+strings.Replace(rng, "b BETWEEN", "bk.b BETWEEN", 1)+` LIMIT ?)`,
+			append(append([]any{h}, args...), threshold)...).Scan(&n)
+		if err != nil {
+			return nil, fmt.Errorf("store: search: %w", err)
+		}
+		plans[h] = n >= threshold
 	}
 	return plans, nil
 }

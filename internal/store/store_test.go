@@ -120,7 +120,7 @@ func conformanceQueries(recs []*record.Record) []string {
 
 func TestConformance(t *testing.T) {
 	recs := corpus()
-	for _, path := range []string{"", ":memory:", "probe"} {
+	for _, path := range []string{"", ":memory:", "probe", "scan"} {
 		name := "file"
 		switch path {
 		case ":memory:":
@@ -131,6 +131,12 @@ func TestConformance(t *testing.T) {
 			name, path = "text-probed", ""
 			forceTextProbe = true
 			t.Cleanup(func() { forceTextProbe = false })
+		case "scan":
+			// Keys checked record by record, as on a large store for
+			// common values (termPlans).
+			name, path = "terms-scanned", ""
+			forceTermScan = true
+			t.Cleanup(func() { forceTermScan = false })
 		}
 		t.Run(name, func(t *testing.T) {
 			s := openTest(t, path, Options{})
