@@ -158,11 +158,24 @@ func (s *Store) dropOldTerms(ctx context.Context) error {
 		if oldest.Valid {
 			cut = bucketOf(oldest.Int64)
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM terms WHERE bucket < ?`, cut); err != nil {
-			return err
+		// 4-hour buckets before the oldest record's, and day buckets
+		// (compact.go) of the days before its day.
+		for _, q := range []string{`DELETE FROM terms WHERE bucket < ?`, `DELETE FROM buckets WHERE b < ?`} {
+			if _, err := tx.ExecContext(ctx, q, cut); err != nil {
+				return err
+			}
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM buckets WHERE b < ?`, cut)
-		return err
+		if cut == math.MaxInt64 {
+			cut = dayBucket(cut) + 1 // no records: every day bucket goes
+		} else {
+			cut = dayBucket(cut)
+		}
+		for _, q := range []string{`DELETE FROM terms WHERE bucket >= ? AND bucket < ?`, `DELETE FROM buckets WHERE b >= ? AND b < ?`} {
+			if _, err := tx.ExecContext(ctx, q, dayBase, cut); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("store: prune: old terms: %w", err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/smtplog/smtplog/internal/query"
@@ -355,17 +356,22 @@ func (s *Store) termPlans(ctx context.Context, q *query.Query, br bucketRange, p
 		}
 		return plans, nil
 	}
-	var rng string
 	var args []any
-	if br != allBuckets() {
-		rng = " WHERE b BETWEEN ? AND ?"
-		args = []any{br.lo, br.hi}
+	arg := func(v any) string {
+		args = append(args, v)
+		return "?"
+	}
+	rng := ""
+	if w := br.where("b", arg); w != "" {
+		rng = " WHERE " + w
 	}
 	// The records in the range, estimated as the store's share of its
-	// buckets in the range.
+	// buckets in the range (a day bucket counting as the 4-hour ones it
+	// took over).
+	weight := "coalesce(sum(CASE WHEN b >= " + strconv.FormatInt(dayBase, 10) + " THEN " + strconv.Itoa(bucketsPerDay) + " ELSE 1 END), 0)"
 	var records, all, in int64
-	if err := s.r.QueryRowContext(ctx, `SELECT coalesce(max(id), 0), (SELECT count(*) FROM buckets),
-		(SELECT count(*) FROM buckets`+rng+`) FROM records`, args...).Scan(&records, &all, &in); err != nil {
+	if err := s.r.QueryRowContext(ctx, `SELECT coalesce(max(id), 0), (SELECT `+weight+` FROM buckets),
+		(SELECT `+weight+` FROM buckets`+rng+`) FROM records`, args...).Scan(&records, &all, &in); err != nil {
 		return nil, fmt.Errorf("store: search: %w", err)
 	}
 	if all > 0 {
@@ -377,10 +383,13 @@ func (s *Store) termPlans(ctx context.Context, q *query.Query, br bucketRange, p
 		return nil, nil // few records in the range: probing is cheap whatever the value
 	}
 	for h := range c.seen {
+		args = []any{h}
+		q := `SELECT count(*) FROM (SELECT 1 FROM buckets bk CROSS JOIN terms t ON t.bucket = bk.b AND t.h = ?`
+		if w := br.where("bk.b", arg); w != "" {
+			q += " WHERE " + w
+		}
 		var n int64
-		err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM buckets bk CROSS JOIN terms t
-			ON t.bucket = bk.b AND t.h = ?`+strings.Replace(rng, "b BETWEEN", "bk.b BETWEEN", 1)+` LIMIT ?)`,
-			append(append([]any{h}, args...), threshold)...).Scan(&n)
+		err := s.r.QueryRowContext(ctx, q+` LIMIT `+arg(threshold)+`)`, args...).Scan(&n)
 		if err != nil {
 			return nil, fmt.Errorf("store: search: %w", err)
 		}

@@ -160,11 +160,12 @@ func (o *Options) defaults() error {
 
 // Store is a SQLite record store. It is safe for concurrent use.
 type Store struct {
-	opts   Options
-	memory bool
-	w      *sql.DB // one connection, used only by the writer goroutine
-	r      *sql.DB // readers; the same as w for :memory:
-	ins    inserts // used by the writer goroutine only
+	opts    Options
+	memory  bool
+	w       *sql.DB    // one connection, used only by the writer goroutine
+	r       *sql.DB    // readers; the same as w for :memory:
+	ins     inserts    // used by the writer goroutine only
+	compact compaction // day buckets (compact.go); the writer goroutine's
 	// ack is the acknowledgement log (acklog.go); nil in memory, or when
 	// another process holds it (shared).
 	ack    *ackLog
@@ -584,6 +585,7 @@ func (s *Store) writer() {
 			continue
 		case <-idleC:
 			s.logIndexErr(s.catchUp(s.writeCtx()))
+			s.compactNow()
 			continue
 		}
 		// Records committed directly come after those acknowledged before
@@ -656,6 +658,7 @@ func (s *Store) writer() {
 			it.done <- err
 			batch[i] = nil
 		}
+		s.compactNow()
 	}
 }
 
@@ -690,6 +693,18 @@ func (s *Store) writeCtx() context.Context {
 		return s.wctx
 	default:
 		return context.Background()
+	}
+}
+
+// compactNow moves a slice of a day's terms into its day bucket if one is
+// due (compact.go). Beside another process's writer it does nothing: two
+// writers would move the same day.
+func (s *Store) compactNow() {
+	if s.shared {
+		return
+	}
+	if err := s.compactStep(s.writeCtx()); err != nil && s.wctx.Err() == nil {
+		s.opts.Logger.Warn("store: moving terms to day buckets", "err", err)
 	}
 }
 

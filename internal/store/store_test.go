@@ -120,7 +120,7 @@ func conformanceQueries(recs []*record.Record) []string {
 
 func TestConformance(t *testing.T) {
 	recs := corpus()
-	for _, path := range []string{"", ":memory:", "probe", "scan"} {
+	for _, path := range []string{"", ":memory:", "probe", "scan", "days"} {
 		name := "file"
 		switch path {
 		case ":memory:":
@@ -137,10 +137,20 @@ func TestConformance(t *testing.T) {
 			name, path = "terms-scanned", ""
 			forceTermScan = true
 			t.Cleanup(func() { forceTermScan = false })
+		case "days":
+			name, path = "day-buckets", ""
 		}
 		t.Run(name, func(t *testing.T) {
 			s := openTest(t, path, Options{})
 			fill(t, s, recs)
+			if name == "day-buckets" {
+				// Terms in day buckets (compact.go), and those of the
+				// newest bucket in its 4-hour one, as probes see them.
+				forceTextProbe, forceTermScan = false, false
+				if moved := compactAll(t, s, 0); moved == 0 {
+					t.Fatal("no terms moved to day buckets")
+				}
+			}
 			now := t0.Add(72 * time.Hour)
 			for _, qs := range conformanceQueries(recs) {
 				q, err := query.Parse(qs, now)
@@ -962,5 +972,103 @@ func TestPageSize(t *testing.T) {
 		if got := searchAll(t, s, query.MustParse("", t0), 1000); len(got) != len(recs) {
 			t.Errorf("%s: %d records found, want %d", filepath.Base(c.path), len(got), len(recs))
 		}
+	}
+}
+
+// compactAll moves the terms of every day due, with days due once the
+// oldest bucket is behind the newest by after buckets, into day buckets;
+// it returns how many slices it moved.
+func compactAll(t *testing.T, s *Store, after int64) int {
+	t.Helper()
+	old := compactAfter
+	compactAfter = after
+	defer func() { compactAfter = old }()
+	moved := 0
+	err := s.do(context.Background(), func(ctx context.Context, tx *sql.Tx) error {
+		var c compaction
+		for {
+			ok, err := c.step(ctx, tx)
+			if err != nil || !ok {
+				return err
+			}
+			moved++
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return moved
+}
+
+// Days of terms moved to day buckets are found as before, with or without
+// a time range; a record added later to a moved day is found too, and
+// moved at the next round; retention drops the day buckets of the days it
+// empties.
+func TestDayBuckets(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "days.db"), Options{})
+	ctx := context.Background()
+	recs := corpus()
+	fill(t, s, recs)
+	compactAll(t, s, 0)
+	var days, hours int
+	if err := s.r.QueryRow(`SELECT count(*) FILTER (WHERE b >= ?), count(*) FILTER (WHERE b < ?) FROM buckets`, dayBase, dayBase).Scan(&days, &hours); err != nil {
+		t.Fatal(err)
+	}
+	if days < 2 || hours != 1 {
+		t.Errorf("after the move: %d day buckets and %d 4-hour ones; want 2 or more, and the newest alone", days, hours)
+	}
+	var r *record.Record
+	for _, x := range recs {
+		if x.MessageID != "" && x.QueueID != "" && x.Timestamp.Before(recs[len(recs)/3].Timestamp) {
+			r = x
+			break
+		}
+	}
+	for _, q := range []string{"msgid:" + query.NormMessageID(r.MessageID), "queue:" + r.QueueID,
+		"msgid:" + query.NormMessageID(r.MessageID) + " after:" + r.Timestamp.Add(-time.Minute).Format(time.RFC3339) +
+			" before:" + r.Timestamp.Add(time.Minute).Format(time.RFC3339)} {
+		if got := searchAll(t, s, query.MustParse(q, t0), 100); len(got) == 0 {
+			t.Errorf("%s: not found after the move", q)
+		}
+	}
+
+	// A late record in a moved day.
+	late := *r
+	late.MessageID = "<late-arrival@example.test>"
+	late.QueueID = "LATE1"
+	late.Timestamp = r.Timestamp.Add(time.Second)
+	fill(t, s, []*record.Record{&late})
+	items, err := s.ByMessageID(ctx, late.MessageID)
+	if err != nil || len(items) != 1 {
+		t.Fatalf("late record: %d found (%v), want 1", len(items), err)
+	}
+	if n := compactAll(t, s, 0); n != compactSlices {
+		t.Errorf("second round moved %d slices, want one day's %d", n, compactSlices)
+	}
+	if items, err := s.ByMessageID(ctx, late.MessageID); err != nil || len(items) != 1 {
+		t.Errorf("late record after the second round: %d found (%v), want 1", len(items), err)
+	}
+	if items, err := s.ByQueueID(ctx, late.QueueID); err != nil || len(items) != 1 {
+		t.Errorf("late record by queue ID: %d found (%v), want 1", len(items), err)
+	}
+
+	// Retention that deletes everything before the newest day drops the
+	// day buckets of the days before it.
+	newest := recs[len(recs)-1].Timestamp
+	for _, x := range recs {
+		if x.Timestamp.After(newest) {
+			newest = x.Timestamp
+		}
+	}
+	cut := newest.Truncate(24 * time.Hour)
+	if _, err := s.Prune(ctx, cut, 0); err != nil {
+		t.Fatal(err)
+	}
+	var left int
+	if err := s.r.QueryRow(`SELECT count(*) FROM buckets WHERE b >= ? AND b < ?`, dayBase, dayBucket(bucketOf(cut.UnixNano()))).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Errorf("%d day buckets before the oldest record's day left after pruning", left)
 	}
 }

@@ -106,6 +106,17 @@ type bucketRange struct {
 	lo, hi int64 // inclusive
 }
 
+// where returns a condition on col (a bucket number) that holds for the
+// 4-hour buckets of r and for the day buckets (compact.go) of the days
+// they are in, binding values with arg; "" when r is every bucket.
+func (r bucketRange) where(col string, arg func(any) string) string {
+	if r == allBuckets() {
+		return ""
+	}
+	return "(" + col + " BETWEEN " + arg(r.lo) + " AND " + arg(r.hi) + " OR " +
+		col + " BETWEEN " + arg(dayBucket(r.lo)) + " AND " + arg(dayBucket(r.hi)) + ")"
+}
+
 func allBuckets() bucketRange { return bucketRange{math.MinInt64, math.MaxInt64} }
 
 // after restricts r to timestamps >= ts; before to timestamps < ts.
@@ -135,8 +146,8 @@ func (b *sqlBuilder) termSQL(tag byte, v string) string {
 		return "1"
 	}
 	s := "r.id IN (SELECT t.rid FROM buckets bk CROSS JOIN terms t ON t.bucket = bk.b AND t.h = " + b.arg(h)
-	if b.buckets != allBuckets() {
-		s += " WHERE bk.b BETWEEN " + b.arg(b.buckets.lo) + " AND " + b.arg(b.buckets.hi)
+	if w := b.buckets.where("bk.b", b.arg); w != "" {
+		s += " WHERE " + w
 	}
 	return s + ")"
 }
