@@ -555,7 +555,9 @@ func (s *Store) writer() {
 		var first *item
 		var idleC <-chan time.Time
 		var kick <-chan struct{}
-		if len(s.ins.idx.rows) > 0 || s.ack.count() > 0 {
+		// The idle timer writes what waits, and goes on moving a day's
+		// terms (compact.go) once all is quiet.
+		if len(s.ins.idx.rows) > 0 || s.ack.count() > 0 || s.compact.slice > 0 {
 			idle.Reset(indexIdle)
 			idleC = idle.C
 		}
@@ -581,6 +583,7 @@ func (s *Store) writer() {
 			idle.Stop()
 			if s.ack.count() >= int64(ackBatch) {
 				s.logIndexErr(s.applyAcked(s.writeCtx()))
+				s.compactNow()
 			}
 			continue
 		case <-idleC:
