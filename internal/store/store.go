@@ -53,14 +53,16 @@
 //
 // The indexes that a new record adds to are kept local to the writer's
 // recent pages: records_ts and the child tables' keys grow in time or ID
-// order; the domain indexes have few keys, each appended to in time order;
-// exact keys (Message-ID, sender, client address, recipient, a delivery's
-// queue ID) go to one "terms" table keyed by a 4-hour time bucket first
-// (terms.go), so a batch dirties the current bucket's pages rather than one
-// page per key across a large index. Two indexes remain keyed by values in
-// no time order, queue ID and session ID of records, because capture
-// retention (raw.go) and Session look records up by them; see
-// bench/store.sh for what they cost.
+// order; exact keys (Message-ID, queue and session IDs, sender, client
+// address, recipient and recipient domain) go to one "terms" table keyed
+// by a 4-hour time bucket first (terms.go), so a batch dirties the current
+// bucket's pages rather than one page per key across a large index; days
+// two days old are moved to one bucket each (compact.go), so that a lookup
+// probes a bucket per day. One index remains keyed by values in no time
+// order, the sender domain's, whose few keys are each appended to in time
+// order and serve the search by sender domain newest first; capture
+// retention's indexes cover capture records only. bench/store.sh shows
+// what they cost.
 package store
 
 import (
