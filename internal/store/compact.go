@@ -56,6 +56,7 @@ func dayBucket(b int64) int64 {
 // compaction is the writer's state of the move of one day.
 type compaction struct {
 	checked time.Time
+	rolled  time.Time // when rollDay last found nothing to do
 	day     int64 // the day's first 4-hour bucket; valid when slice > 0
 	slice   int   // the next slice to move; 0: no day under way
 }

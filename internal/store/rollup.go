@@ -329,6 +329,10 @@ func (r *rollups) addRows(ctx context.Context, tx *sql.Tx, aggs map[int64]*agg) 
 		if _, err := tx.ExecContext(ctx, `INSERT INTO rollups (hour, data) VALUES (?, ?)`, h, data); err != nil {
 			return fmt.Errorf("store: roll-up: %w", err)
 		}
+		// The day's sum is no longer that (rollDay makes it again).
+		if _, err := tx.ExecContext(ctx, `DELETE FROM rollup_days WHERE day = ?`, floorDiv(h, 24)); err != nil {
+			return fmt.Errorf("store: roll-up: %w", err)
+		}
 		st := r.hours[h]
 		if st == nil {
 			st = &hourState{}
@@ -505,4 +509,56 @@ func rebuildRollups(ctx context.Context, db *sql.DB, log *slog.Logger) error {
 	}
 	log.Info("store: roll-ups computed", "hours", hours, "took", time.Since(t0).Round(time.Millisecond))
 	return nil
+}
+
+// rollDayAfter is how many hours behind the newest hour of the roll-ups a
+// day's last hour must be before its hours are summed into a day row: a
+// day is summed once, when little is still added to it. (A variable for
+// tests.)
+var rollDayAfter int64 = 48
+
+// rollDay sums, in tx, the hourly rows of the oldest day due that has no
+// day row into one, and reports whether it did. It runs on the writer
+// goroutine. A day whose hourly rows sum to nothing gets an empty row, so
+// that it is not looked at again.
+func rollDay(ctx context.Context, tx *sql.Tx) (bool, error) {
+	var newest sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT max(hour) FROM rollups`).Scan(&newest); err != nil || !newest.Valid {
+		return false, err
+	}
+	// The oldest day with hourly rows and without a day row, among those
+	// whose last hour is far enough behind.
+	last := floorDiv(newest.Int64-rollDayAfter-23, 24)
+	var day sql.NullInt64
+	err := tx.QueryRowContext(ctx, `SELECT min(d) FROM (SELECT DISTINCT (hour - ((hour % 24) + 24) % 24) / 24 AS d
+		FROM rollups WHERE hour < ?) WHERE d NOT IN (SELECT day FROM rollup_days)`, (last+1)*24).Scan(&day)
+	if err != nil || !day.Valid {
+		return false, err
+	}
+	d := day.Int64
+	a := newAgg()
+	rows, err := tx.QueryContext(ctx, `SELECT hour, data FROM rollups WHERE hour >= ? AND hour < ?`, d*24, d*24+24)
+	if err != nil {
+		return false, err
+	}
+	for rows.Next() {
+		var h int64
+		var data []byte
+		if err := rows.Scan(&h, &data); err != nil {
+			rows.Close()
+			return false, err
+		}
+		off := (h - d*24) * 60
+		if err := a.decodeInto(data, func(m int64) int64 { return off + m }); err != nil {
+			rows.Close()
+			return false, fmt.Errorf("roll-up of hour %d: %w", h, err)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return false, err
+	}
+	a.prune()
+	_, err = tx.ExecContext(ctx, `INSERT INTO rollup_days (day, data) VALUES (?, ?)`, d, a.encode())
+	return err == nil, err
 }

@@ -37,10 +37,48 @@ func rollupRanges() []statsRange {
 		{t0.Add(25*time.Hour + 59*time.Minute), t0.Add(27*time.Hour + time.Minute), time.Minute},  // one whole hour
 		{t0.Add(3*time.Hour + 10*time.Minute), t0.Add(3*time.Hour + 50*time.Minute), time.Minute}, // inside an hour
 		{t0.Add(time.Hour + 30*time.Second), t0.Add(40 * time.Hour), 90 * time.Second},            // scanned whole
+		{t0.Add(-24 * time.Hour), t0.Add(96 * time.Hour), 24 * time.Hour},                         // whole days
+		{t0.Add(5 * time.Hour), t0.Add(53 * time.Hour), 2 * time.Hour},                            // a whole day and hours
 	}
 }
 
+// rollAllDays sums the hourly roll-ups of every day, the newest too, into
+// day rows, as the writer does for days two days old; it returns how many.
+func rollAllDays(t *testing.T, s *Store) int {
+	t.Helper()
+	old := rollDayAfter
+	rollDayAfter = -1 << 20
+	defer func() { rollDayAfter = old }()
+	n := 0
+	err := s.do(context.Background(), func(ctx context.Context, tx *sql.Tx) error {
+		for {
+			did, err := rollDay(ctx, tx)
+			if err != nil || !did {
+				return err
+			}
+			n++
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// checkRollups checks Stats as the roll-ups stand, then again once every
+// day has a day row.
 func checkRollups(t *testing.T, s *Store, when string) {
+	t.Helper()
+	checkRollupsNow(t, s, when)
+	rollAllDays(t, s)
+	var days int
+	if err := s.r.QueryRow(`SELECT count(*) FROM rollup_days`).Scan(&days); err != nil || days == 0 {
+		t.Fatalf("%s: no day rows (%v)", when, err)
+	}
+	checkRollupsNow(t, s, when+", with day rows")
+}
+
+func checkRollupsNow(t *testing.T, s *Store, when string) {
 	t.Helper()
 	for _, r := range rollupRanges() {
 		got, err := s.Stats(context.Background(), r.from, r.to, r.bucket)

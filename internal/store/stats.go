@@ -168,9 +168,57 @@ func (s *Store) statsRolled(ctx context.Context, lo, hi, a0, b0, bucket int64) (
 }
 
 // decodeRollups adds the roll-ups of the hours [h0, h1) to a, their minute
-// slots mapped to buckets of the given size from lo.
+// slots mapped to buckets of the given size from lo: the day rows of the
+// whole days in the range that have one, and the hourly rows of the other
+// hours, read in one transaction so that they agree.
 func (s *Store) decodeRollups(ctx context.Context, a *agg, h0, h1, lo, bucket int64) error {
-	rows, err := s.r.QueryContext(ctx, `SELECT hour, data FROM rollups WHERE hour >= ? AND hour < ?`, h0, h1)
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("store: stats: roll-ups: %w", err)
+	}
+	defer tx.Rollback()
+	d0, d1 := floorDiv(h0+23, 24), floorDiv(h1, 24) // the whole days
+	var days []int64
+	if d0 < d1 {
+		rows, err := tx.QueryContext(ctx, `SELECT day, data FROM rollup_days WHERE day >= ? AND day < ? ORDER BY day`, d0, d1)
+		if err != nil {
+			return fmt.Errorf("store: stats: roll-ups: %w", err)
+		}
+		for rows.Next() {
+			var d int64
+			var data sql.RawBytes
+			if err := rows.Scan(&d, &data); err != nil {
+				rows.Close()
+				return fmt.Errorf("store: stats: roll-ups: %w", err)
+			}
+			base := d*24*hourNS - lo
+			if err := a.decodeInto(data, func(m int64) int64 { return (base + m*minuteNS) / bucket }); err != nil {
+				rows.Close()
+				return fmt.Errorf("store: stats: roll-up of day %d: %w", d, err)
+			}
+			days = append(days, d)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("store: stats: roll-ups: %w", err)
+		}
+	}
+	// The hours between the days summed.
+	from := h0
+	for _, d := range append(days, floorDiv(h1+23, 24)) {
+		if to := min(d*24, h1); from < to {
+			if err := decodeHours(ctx, tx, a, from, to, lo, bucket); err != nil {
+				return err
+			}
+		}
+		from = d*24 + 24
+	}
+	return nil
+}
+
+// decodeHours adds the hourly roll-up rows of [h0, h1) to a.
+func decodeHours(ctx context.Context, tx *sql.Tx, a *agg, h0, h1, lo, bucket int64) error {
+	rows, err := tx.QueryContext(ctx, `SELECT hour, data FROM rollups WHERE hour >= ? AND hour < ?`, h0, h1)
 	if err != nil {
 		return fmt.Errorf("store: stats: roll-ups: %w", err)
 	}

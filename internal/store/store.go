@@ -702,7 +702,8 @@ func (s *Store) writeCtx() context.Context {
 }
 
 // compactNow moves a slice of a day's terms into its day bucket if one is
-// due (compact.go). Beside another process's writer it does nothing: two
+// due (compact.go), and sums a day's roll-ups into one row if one is due
+// (rollup.go). Beside another process's writer it does nothing: two
 // writers would move the same day.
 func (s *Store) compactNow() {
 	if s.shared {
@@ -710,6 +711,22 @@ func (s *Store) compactNow() {
 	}
 	if err := s.compactStep(s.writeCtx()); err != nil && s.wctx.Err() == nil {
 		s.opts.Logger.Warn("store: moving terms to day buckets", "err", err)
+	}
+	// A day's roll-ups summed (rollup.go), when one is due.
+	c := &s.compact
+	if now := time.Now(); now.Sub(c.rolled) >= compactEvery {
+		var did bool
+		err := s.tx(s.writeCtx(), func(ctx context.Context, tx *sql.Tx) error {
+			var err error
+			did, err = rollDay(ctx, tx)
+			return err
+		})
+		if err != nil && s.wctx.Err() == nil {
+			s.opts.Logger.Warn("store: summing a day's roll-ups", "err", err)
+		}
+		if !did {
+			c.rolled = now
+		}
 	}
 }
 
