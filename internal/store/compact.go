@@ -57,8 +57,11 @@ func dayBucket(b int64) int64 {
 type compaction struct {
 	checked time.Time
 	rolled  time.Time // when rollDay last found nothing to do
-	day     int64 // the day's first 4-hour bucket; valid when slice > 0
-	slice   int   // the next slice to move; 0: no day under way
+	// more says that the last step did something, so that more may be
+	// due: the writer's idle timer then goes on calling compactNow.
+	more  bool
+	day   int64 // the day's first 4-hour bucket; valid when slice > 0
+	slice int   // the next slice to move; 0: no day under way
 }
 
 // sliceRange returns the hashes of slice i of compactSlices.
@@ -88,11 +91,13 @@ func (s *Store) compactStep(ctx context.Context) error {
 	})
 	if err != nil {
 		c.slice = 0 // the day again, later
+		c.more = false
 		return fmt.Errorf("store: day buckets: %w", err)
 	}
 	if moved && c.slice == 0 {
 		c.checked = time.Time{} // a day done: the next may be due at once
 	}
+	c.more = moved
 	return nil
 }
 

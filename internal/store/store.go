@@ -559,7 +559,7 @@ func (s *Store) writer() {
 		var kick <-chan struct{}
 		// The idle timer writes what waits, and goes on moving a day's
 		// terms (compact.go) once all is quiet.
-		if len(s.ins.idx.rows) > 0 || s.ack.count() > 0 || s.compact.slice > 0 {
+		if len(s.ins.idx.rows) > 0 || s.ack.count() > 0 || s.compact.more {
 			idle.Reset(indexIdle)
 			idleC = idle.C
 		}
@@ -727,6 +727,7 @@ func (s *Store) compactNow() {
 		if !did {
 			c.rolled = now
 		}
+		c.more = c.more || did
 	}
 }
 

@@ -1072,3 +1072,24 @@ func TestDayBuckets(t *testing.T) {
 		t.Errorf("%d day buckets before the oldest record's day left after pruning", left)
 	}
 }
+
+// Once a load stops, the writer goes on by itself until every day due has
+// its terms in a day bucket and its roll-ups summed.
+func TestCompactionWhenQuiet(t *testing.T) {
+	oldEvery, oldAfter, oldRoll := compactEvery, compactAfter, rollDayAfter
+	compactEvery, compactAfter, rollDayAfter = 10*time.Millisecond, 0, 0
+	t.Cleanup(func() { compactEvery, compactAfter, rollDayAfter = oldEvery, oldAfter, oldRoll })
+	s := openTest(t, filepath.Join(t.TempDir(), "quiet.db"), Options{})
+	fill(t, s, corpus())
+	var hours, days, rolled int
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if err := s.r.QueryRow(`SELECT (SELECT count(*) FROM buckets WHERE b < ?), (SELECT count(*) FROM buckets WHERE b >= ?),
+			(SELECT count(*) FROM rollup_days)`, dayBase, dayBase).Scan(&hours, &days, &rolled); err != nil {
+			t.Fatal(err)
+		}
+		if hours == 1 && days >= 2 && rolled >= 2 {
+			return
+		}
+	}
+	t.Errorf("after a quiet while: %d 4-hour buckets (want the newest alone), %d day buckets and %d daily roll-ups (want 2 or more)", hours, days, rolled)
+}
