@@ -624,6 +624,9 @@ func (s *Store) applyAcked(ctx context.Context) error {
 			a.inserted(len(chunk))
 			s.moved.Add(int64(len(chunk)))
 			rows = rows[len(chunk):]
+			// A slice of the day buckets' work per transaction of
+			// records, so that a bulk load does not leave it behind.
+			s.compactNow()
 		}
 	}
 	return nil
