@@ -49,20 +49,7 @@ func rollAllDays(t *testing.T, s *Store) int {
 	old := rollDayAfter
 	rollDayAfter = -1 << 20
 	defer func() { rollDayAfter = old }()
-	n := 0
-	err := s.do(context.Background(), func(ctx context.Context, tx *sql.Tx) error {
-		for {
-			did, err := rollDay(ctx, tx)
-			if err != nil || !did {
-				return err
-			}
-			n++
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return repeatInWriter(t, s, rollDay)
 }
 
 // checkRollups checks Stats as the roll-ups stand, then again once every

@@ -983,21 +983,28 @@ func compactAll(t *testing.T, s *Store, after int64) int {
 	old := compactAfter
 	compactAfter = after
 	defer func() { compactAfter = old }()
-	moved := 0
+	var c compaction
+	return repeatInWriter(t, s, c.step)
+}
+
+// repeatInWriter runs step in one transaction of the writer until it
+// reports that it did nothing, and returns how many times it did something.
+func repeatInWriter(t *testing.T, s *Store, step func(context.Context, *sql.Tx) (bool, error)) int {
+	t.Helper()
+	n := 0
 	err := s.do(context.Background(), func(ctx context.Context, tx *sql.Tx) error {
-		var c compaction
 		for {
-			ok, err := c.step(ctx, tx)
-			if err != nil || !ok {
+			did, err := step(ctx, tx)
+			if err != nil || !did {
 				return err
 			}
-			moved++
+			n++
 		}
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return moved
+	return n
 }
 
 // Days of terms moved to day buckets are found as before, with or without
