@@ -30,8 +30,6 @@ const (
 	// dayBase + the day number is a day bucket: far above every 4-hour
 	// bucket number an int64 of nanoseconds gives (about ±640,000).
 	dayBase int64 = 1 << 40
-	// compactAfter is how many 4-hour buckets a day's last one must be
-	// behind the newest before the day is moved: two days.
 	// compactSlices is how many transactions the move of a day takes.
 	compactSlices = 16
 )
@@ -45,13 +43,7 @@ var (
 )
 
 // dayBucket returns the day bucket of the day that 4-hour bucket b is in.
-func dayBucket(b int64) int64 {
-	d := b / bucketsPerDay
-	if b%bucketsPerDay < 0 {
-		d--
-	}
-	return dayBase + d
-}
+func dayBucket(b int64) int64 { return dayBase + floorDiv(b, bucketsPerDay) }
 
 // compaction is the writer's state of the move of one day.
 type compaction struct {
@@ -114,7 +106,7 @@ func (c *compaction) step(ctx context.Context, tx *sql.Tx) (bool, error) {
 		if err != nil || !first.Valid {
 			return false, err
 		}
-		c.day = (dayBucket(first.Int64) - dayBase) * bucketsPerDay
+		c.day = floorDiv(first.Int64, bucketsPerDay) * bucketsPerDay
 		c.slice = 1
 	}
 	lo, hi := sliceRange(c.slice - 1)

@@ -28,6 +28,7 @@ import (
 const (
 	minuteNS = int64(time.Minute)
 	hourNS   = int64(time.Hour)
+	dayNS    = 24 * hourNS
 )
 
 // floorDiv divides rounding towards minus infinity.
@@ -517,6 +518,28 @@ func rebuildRollups(ctx context.Context, db *sql.DB, log *slog.Logger) error {
 // tests.)
 var rollDayAfter int64 = 48
 
+// rollStep sums a day's roll-ups into one row, in a transaction of its
+// own, if one is due; after finding none, it looks again only after
+// compactEvery. It runs on the writer goroutine, between batches.
+func (s *Store) rollStep(ctx context.Context) error {
+	c := &s.compact
+	now := time.Now()
+	if now.Sub(c.rolled) < compactEvery {
+		return nil
+	}
+	var did bool
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		did, err = rollDay(ctx, tx)
+		return err
+	})
+	if !did {
+		c.rolled = now
+	}
+	c.more = c.more || did
+	return err
+}
+
 // rollDay sums, in tx, the hourly rows of the oldest day due that has no
 // day row into one, and reports whether it did. It runs on the writer
 // goroutine. A day whose hourly rows sum to nothing gets an empty row, so
@@ -537,25 +560,9 @@ func rollDay(ctx context.Context, tx *sql.Tx) (bool, error) {
 	}
 	d := day.Int64
 	a := newAgg()
-	rows, err := tx.QueryContext(ctx, `SELECT hour, data FROM rollups WHERE hour >= ? AND hour < ?`, d*24, d*24+24)
-	if err != nil {
-		return false, err
-	}
-	for rows.Next() {
-		var h int64
-		var data []byte
-		if err := rows.Scan(&h, &data); err != nil {
-			rows.Close()
-			return false, err
-		}
-		off := (h - d*24) * 60
-		if err := a.decodeInto(data, func(m int64) int64 { return off + m }); err != nil {
-			rows.Close()
-			return false, fmt.Errorf("roll-up of hour %d: %w", h, err)
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	// Minute slots of the hours become minutes of the day.
+	if _, err := decodeRows(ctx, tx, a, `SELECT hour, data FROM rollups WHERE hour >= ? AND hour < ?`,
+		d*24, d*24+24, hourNS, d*dayNS, minuteNS); err != nil {
 		return false, err
 	}
 	a.prune()

@@ -177,38 +177,22 @@ func (s *Store) decodeRollups(ctx context.Context, a *agg, h0, h1, lo, bucket in
 		return fmt.Errorf("store: stats: roll-ups: %w", err)
 	}
 	defer tx.Rollback()
-	d0, d1 := floorDiv(h0+23, 24), floorDiv(h1, 24) // the whole days
 	var days []int64
-	if d0 < d1 {
-		rows, err := tx.QueryContext(ctx, `SELECT day, data FROM rollup_days WHERE day >= ? AND day < ? ORDER BY day`, d0, d1)
+	if d0, d1 := floorDiv(h0+23, 24), floorDiv(h1, 24); d0 < d1 { // the whole days
+		days, err = decodeRows(ctx, tx, a, `SELECT day, data FROM rollup_days WHERE day >= ? AND day < ? ORDER BY day`,
+			d0, d1, dayNS, lo, bucket)
 		if err != nil {
-			return fmt.Errorf("store: stats: roll-ups: %w", err)
-		}
-		for rows.Next() {
-			var d int64
-			var data sql.RawBytes
-			if err := rows.Scan(&d, &data); err != nil {
-				rows.Close()
-				return fmt.Errorf("store: stats: roll-ups: %w", err)
-			}
-			base := d*24*hourNS - lo
-			if err := a.decodeInto(data, func(m int64) int64 { return (base + m*minuteNS) / bucket }); err != nil {
-				rows.Close()
-				return fmt.Errorf("store: stats: roll-up of day %d: %w", d, err)
-			}
-			days = append(days, d)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("store: stats: roll-ups: %w", err)
+			return fmt.Errorf("store: stats: roll-ups of days: %w", err)
 		}
 	}
 	// The hours between the days summed.
 	from := h0
 	for _, d := range append(days, floorDiv(h1+23, 24)) {
 		if to := min(d*24, h1); from < to {
-			if err := decodeHours(ctx, tx, a, from, to, lo, bucket); err != nil {
-				return err
+			_, err := decodeRows(ctx, tx, a, `SELECT hour, data FROM rollups WHERE hour >= ? AND hour < ?`,
+				from, to, hourNS, lo, bucket)
+			if err != nil {
+				return fmt.Errorf("store: stats: roll-ups: %w", err)
 			}
 		}
 		from = d*24 + 24
@@ -216,28 +200,30 @@ func (s *Store) decodeRollups(ctx context.Context, a *agg, h0, h1, lo, bucket in
 	return nil
 }
 
-// decodeHours adds the hourly roll-up rows of [h0, h1) to a.
-func decodeHours(ctx context.Context, tx *sql.Tx, a *agg, h0, h1, lo, bucket int64) error {
-	rows, err := tx.QueryContext(ctx, `SELECT hour, data FROM rollups WHERE hour >= ? AND hour < ?`, h0, h1)
+// decodeRows adds to a the roll-up rows q selects, (key, data) with keys
+// in [k0, k1) counted in units of width nanoseconds (hours or days), their
+// minute slots mapped to buckets of the given size from lo; it returns
+// the keys.
+func decodeRows(ctx context.Context, tx *sql.Tx, a *agg, q string, k0, k1, width, lo, bucket int64) ([]int64, error) {
+	rows, err := tx.QueryContext(ctx, q, k0, k1)
 	if err != nil {
-		return fmt.Errorf("store: stats: roll-ups: %w", err)
+		return nil, err
 	}
 	defer rows.Close()
+	var keys []int64
 	for rows.Next() {
-		var h int64
+		var k int64
 		var data sql.RawBytes
-		if err := rows.Scan(&h, &data); err != nil {
-			return fmt.Errorf("store: stats: roll-ups: %w", err)
+		if err := rows.Scan(&k, &data); err != nil {
+			return nil, err
 		}
-		base := h*hourNS - lo
+		base := k*width - lo
 		if err := a.decodeInto(data, func(m int64) int64 { return (base + m*minuteNS) / bucket }); err != nil {
-			return fmt.Errorf("store: stats: roll-up of hour %d: %w", h, err)
+			return nil, fmt.Errorf("row %d: %w", k, err)
 		}
+		keys = append(keys, k)
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("store: stats: roll-ups: %w", err)
-	}
-	return nil
+	return keys, rows.Err()
 }
 
 // scanSpans scans the records and recipients of each span concurrently,

@@ -712,22 +712,8 @@ func (s *Store) compactNow() {
 	if err := s.compactStep(s.writeCtx()); err != nil && s.wctx.Err() == nil {
 		s.opts.Logger.Warn("store: moving terms to day buckets", "err", err)
 	}
-	// A day's roll-ups summed (rollup.go), when one is due.
-	c := &s.compact
-	if now := time.Now(); now.Sub(c.rolled) >= compactEvery {
-		var did bool
-		err := s.tx(s.writeCtx(), func(ctx context.Context, tx *sql.Tx) error {
-			var err error
-			did, err = rollDay(ctx, tx)
-			return err
-		})
-		if err != nil && s.wctx.Err() == nil {
-			s.opts.Logger.Warn("store: summing a day's roll-ups", "err", err)
-		}
-		if !did {
-			c.rolled = now
-		}
-		c.more = c.more || did
+	if err := s.rollStep(s.writeCtx()); err != nil && s.wctx.Err() == nil {
+		s.opts.Logger.Warn("store: summing a day's roll-ups", "err", err)
 	}
 }
 
